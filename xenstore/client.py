@@ -1,0 +1,169 @@
+"""A blocking XenStore client: what the command-line tools and scripts use.
+
+It imports neither trio nor construct, so that a tool starts in a few
+milliseconds. Errors are raised as the typed exceptions of
+:mod:`xenstore.errors`; watch events that arrive while a reply is awaited are
+queued, never lost.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from collections.abc import Iterable
+from types import TracebackType
+
+from xenstore import errors
+from xenstore.protocol.codec import Framer, Packet, encode_parts, join, split
+from xenstore.protocol.ops import Op
+from xenstore.sockets import default_socket_path
+
+
+class Client:
+    """One connection to a XenStore daemon over its Unix socket.
+
+    Every method takes an optional ``tx`` (a transaction id from
+    :meth:`transaction_start`; 0 means none). Paths are ``str``, values ``bytes``.
+    """
+
+    def __init__(self, path: str | None = None, timeout: float | None = None) -> None:
+        self.path = path if path is not None else default_socket_path()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.connect(self.path)
+        except BaseException:
+            self._sock.close()
+            raise
+        self._framer = Framer()
+        self._pending: deque[Packet] = deque()
+        self._events: deque[tuple[str, str]] = deque()
+        self._next_req_id = 1
+
+    # -- connection -------------------------------------------------------
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _receive(self) -> None:
+        data = self._sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("the XenStore daemon closed the connection")
+        for packet in self._framer.feed(data):
+            if packet.op == Op.WATCH_EVENT:
+                fields = split(packet.payload)
+                if len(fields) >= 2:
+                    self._events.append((fields[0].decode(), fields[1].decode()))
+            else:
+                self._pending.append(packet)
+
+    def request(self, op: Op, payload: bytes, tx: int = 0) -> bytes:
+        """Send one request and return its reply payload, or raise its error."""
+        req_id = self._next_req_id
+        self._next_req_id = (req_id + 1) & 0xFFFFFFFF
+        self._sock.sendall(encode_parts(op, req_id, tx, payload))
+        while True:
+            while self._pending:
+                reply = self._pending.popleft()
+                if reply.req_id != req_id:
+                    continue  # a reply to a request abandoned by an earlier error
+                if reply.op == Op.ERROR:
+                    raise errors.from_name(reply.payload.rstrip(b"\0").decode("ascii", "replace"))
+                return reply.payload
+            self._receive()
+
+    # -- nodes ------------------------------------------------------------
+
+    def read(self, path: str, tx: int = 0) -> bytes:
+        return self.request(Op.READ, join(path), tx)
+
+    def write(self, path: str, value: bytes | str, tx: int = 0) -> None:
+        data = value.encode() if isinstance(value, str) else value
+        self.request(Op.WRITE, path.encode() + b"\0" + data, tx)
+
+    def mkdir(self, path: str, tx: int = 0) -> None:
+        self.request(Op.MKDIR, join(path), tx)
+
+    def rm(self, path: str, tx: int = 0) -> None:
+        self.request(Op.RM, join(path), tx)
+
+    def exists(self, path: str, tx: int = 0) -> bool:
+        try:
+            self.read(path, tx)
+        except errors.ENOENT:
+            return False
+        return True
+
+    def directory(self, path: str, tx: int = 0) -> list[str]:
+        """The children's names; falls back to DIRECTORY_PART on E2BIG, as libxenstore."""
+        try:
+            reply = self.request(Op.DIRECTORY, join(path), tx)
+        except errors.E2BIG:
+            return self.directory_part(path, tx)
+        return [name.decode() for name in split(reply)]
+
+    def directory_part(self, path: str, tx: int = 0) -> list[str]:
+        """List a directory of any size in parts, restarting if it changes meanwhile."""
+        while True:
+            listing = b""
+            generation: bytes | None = None
+            while True:
+                try:
+                    reply = self.request(Op.DIRECTORY_PART, join(path, str(len(listing))), tx)
+                except errors.ENOSYS:
+                    raise errors.E2BIG("directory too big and DIRECTORY_PART unsupported") from None
+                gen, _, body = reply.partition(b"\0")
+                if generation is None:
+                    generation = gen
+                elif gen != generation:
+                    break  # the node changed between parts: start again
+                listing += body
+                # The last part ends with an empty name, i.e. an extra NUL.
+                if len(listing) <= 1 or listing[-2] == 0:
+                    return [name.decode() for name in split(listing[:-1])]
+
+    def get_perms(self, path: str, tx: int = 0) -> list[str]:
+        return [p.decode() for p in split(self.request(Op.GET_PERMS, join(path), tx))]
+
+    def set_perms(self, path: str, perms: Iterable[str], tx: int = 0) -> None:
+        self.request(Op.SET_PERMS, join(path, *perms), tx)
+
+    # -- transactions, domains, control ------------------------------------
+
+    def transaction_start(self) -> int:
+        return int(self.request(Op.TRANSACTION_START, b"\0").rstrip(b"\0"))
+
+    def transaction_end(self, tx: int, commit: bool = True) -> None:
+        self.request(Op.TRANSACTION_END, b"T\0" if commit else b"F\0", tx)
+
+    def get_domain_path(self, domid: int) -> str:
+        return self.request(Op.GET_DOMAIN_PATH, join(str(domid))).rstrip(b"\0").decode()
+
+    def control(self, *args: str | bytes) -> bytes:
+        return self.request(Op.CONTROL, join(*args))
+
+    # -- watches ------------------------------------------------------------
+
+    def watch(self, wpath: str, token: str, depth: int | None = None) -> None:
+        fields = [wpath, token] if depth is None else [wpath, token, str(depth)]
+        self.request(Op.WATCH, join(*fields))
+
+    def unwatch(self, wpath: str, token: str) -> None:
+        self.request(Op.UNWATCH, join(wpath, token))
+
+    def read_watch(self) -> tuple[str, str]:
+        """Block until a watch event arrives; return ``(epath, token)``."""
+        while not self._events:
+            self._receive()
+        return self._events.popleft()

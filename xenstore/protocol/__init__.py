@@ -1,0 +1,1 @@
+"""The XenStore wire protocol: op numbers, a construct grammar and the hot-path codec."""

@@ -1,0 +1,104 @@
+"""The hot-path codec: ``struct`` for the header, ``bytes.split`` for payloads.
+
+:mod:`xenstore.protocol.grammar` declares the same format with construct; a
+property test proves the two agree byte for byte. This module must stay free of
+construct (it is imported by the CLI tools, whose start-up time matters).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from xenstore.errors import ProtocolError
+from xenstore.protocol.ops import HEADER_SIZE, PAYLOAD_MAX
+
+HEADER = struct.Struct("<IIII")
+_unpack_from = HEADER.unpack_from
+_pack = HEADER.pack
+
+
+class Packet(NamedTuple):
+    """One message: the header fields and the raw payload."""
+
+    op: int
+    req_id: int
+    tx_id: int
+    payload: bytes
+
+
+def encode(packet: Packet) -> bytes:
+    """The bytes of one message (header then payload)."""
+    op, req_id, tx_id, payload = packet
+    return _pack(op, req_id, tx_id, len(payload)) + payload
+
+
+def encode_parts(op: int, req_id: int, tx_id: int, payload: bytes) -> bytes:
+    """:func:`encode` without building a :class:`Packet` first."""
+    return _pack(op, req_id, tx_id, len(payload)) + payload
+
+
+def join(*fields: bytes | str) -> bytes:
+    """A payload of NUL-terminated fields: ``join("a", "b") == b"a\\0b\\0"``."""
+    out = bytearray()
+    for field in fields:
+        out += field.encode() if isinstance(field, str) else field
+        out += b"\0"
+    return bytes(out)
+
+
+def split(payload: bytes) -> list[bytes]:
+    """The NUL-terminated fields of a payload; bytes after the last NUL are dropped.
+
+    ``split(b"a\\0b\\0") == [b"a", b"b"]``. An unterminated tail is not a field:
+    the daemon treats a missing terminator as a missing argument.
+    """
+    parts = payload.split(b"\0")
+    parts.pop()
+    return parts
+
+
+class Framer:
+    """Cuts a byte stream into packets, however the stream is split into reads.
+
+    A header announcing more than :data:`PAYLOAD_MAX` bytes breaks the stream
+    for good: it cannot be resynchronised, so the connection must be closed (as
+    Xen's daemons do). The packets before it are still returned, so that they
+    are answered first; :attr:`broken` then tells the caller to close, and any
+    later :meth:`feed` raises :class:`ProtocolError`.
+    """
+
+    __slots__ = ("_buf", "broken")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.broken = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not yet make a whole packet."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Add received bytes; return every packet they complete, in order."""
+        if self.broken:
+            raise ProtocolError("stream already broken by an oversized header")
+        buf = self._buf + data if self._buf else data
+        packets: list[Packet] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= HEADER_SIZE:
+            op, req_id, tx_id, length = _unpack_from(buf, pos)
+            if length > PAYLOAD_MAX:
+                self.broken = True
+                self._buf = b""
+                if not packets:
+                    raise ProtocolError(f"payload length {length} exceeds {PAYLOAD_MAX}")
+                return packets
+            stop = pos + HEADER_SIZE + length
+            if stop > end:
+                break
+            packets.append(Packet(op, req_id, tx_id, buf[pos + HEADER_SIZE : stop]))
+            pos = stop
+        self._buf = buf[pos:] if pos else buf
+        return packets
