@@ -1,0 +1,1 @@
+"""The XenStore daemon: a pure synchronous core inside a thin trio shell."""

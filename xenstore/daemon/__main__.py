@@ -1,0 +1,109 @@
+"""``pyxenstored`` / ``python -m xenstore.daemon``: run the daemon in the foreground."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from xenstore.daemon import options
+from xenstore.daemon.config import Config
+from xenstore.daemon.core import Server
+from xenstore.daemon.shell import BACKLOG_MAX, Shell, ShellOptions, bind_unix
+from xenstore.daemon.trace import Tracer
+
+log = logging.getLogger("xenstore.daemon")
+
+
+def notify_ready() -> None:
+    """sd_notify(READY=1) when started by systemd (or anything speaking its protocol)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # an abstract socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(b"READY=1", address)
+        except OSError as exc:
+            log.warning("sd_notify to %s failed: %s", address, exc)
+
+
+def announce_ready(args: object, socket_path: str) -> None:
+    """Tell whoever waits that the socket listens: pid file, -P, sd_notify."""
+    pid = os.getpid()
+    pid_file = getattr(args, "pid_file", None)
+    if pid_file:
+        tmp = f"{pid_file}.{pid}.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{pid}\n")
+        os.replace(tmp, pid_file)
+    if getattr(args, "output_pid", False):
+        print(pid, flush=True)
+    notify_ready()
+    socket_path = os.path.abspath(socket_path)
+    print(
+        f"pyxenstored: listening on {socket_path}\n"
+        f"pyxenstored: point clients at it with: export XENSTORED_PATH={socket_path}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def run(shell: Shell, listener: socket.socket, args: object) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(shell.serve, listener)
+            announce_ready(args, shell.options.socket_path)
+            async for signum in signals:
+                log.info("stopping on signal %d", signum)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = options.parse(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="pyxenstored: %(message)s",
+    )
+    for flag in options.not_yet_given(args):
+        print(f"pyxenstored: warning: {flag} is not implemented yet; ignored", file=sys.stderr)
+    config = Config()
+    if args.path_max is not None:
+        config.path_max = args.path_max
+    tracer = Tracer(args.trace_file) if args.trace_file else None
+    shell = Shell(
+        Server(config),
+        ShellOptions(
+            socket_path=args.socket,
+            socket_mode=args.socket_mode,
+            backlog_max=args.backlog_max or BACKLOG_MAX,
+        ),
+        tracer,
+    )
+    try:
+        listener = bind_unix(args.socket, args.socket_mode)
+    except (OSError, ValueError) as exc:
+        # In use, too long, no such directory...: say so, no traceback.
+        print(f"pyxenstored: cannot listen on {args.socket}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        trio.run(run, shell, listener, args)
+    finally:
+        if tracer:
+            tracer.close()
+        if args.pid_file:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(args.pid_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""What the core asks the shell to do: it never does I/O itself."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from xenstore.protocol.codec import Packet
+
+
+class Send(NamedTuple):
+    """Write ``packet`` to connection ``conn_id`` (a reply or a watch event)."""
+
+    conn_id: int
+    packet: Packet
+
+
+class Close(NamedTuple):
+    """Close connection ``conn_id``; ``reason`` goes to the log."""
+
+    conn_id: int
+    reason: str
+
+
+class Log(NamedTuple):
+    """A line for the daemon's log."""
+
+    message: str
+
+
+Effect = Send | Close | Log

@@ -1,0 +1,87 @@
+"""Command-line flags of ``pyxenstored``, named as cxenstored names them."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from xenstore.sockets import default_socket_path
+
+#: Flags cxenstored has whose effect arrives with a later part of this daemon:
+#: accepted, and announced on stderr, never silently ignored.
+NOT_YET = {
+    "entry_nb": "-E/--entry-nb (node quota per domain)",
+    "entry_size": "-S/--entry-size (node size quota)",
+    "watch_nb": "-W/--watch-nb (watch quota per domain)",
+    "transaction": "-t/--transaction (transaction quota per domain)",
+    "perm_nb": "-A/--perm-nb (permissions per node quota)",
+    "quota": "-Q/--quota",
+    "quota_soft": "-q/--quota-soft",
+    "timeout": "-w/--timeout",
+    "keep_orphans": "-K/--keep-orphans",
+}
+
+
+def _mode(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text}") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pyxenstored",
+        description="A XenStore daemon serving the XenStore wire protocol on a Unix socket.",
+        add_help=False,
+    )
+    p.add_argument("-H", "-h", "--help", action="help", help="show this message and exit")
+    p.add_argument(
+        "--socket",
+        metavar="PATH",
+        default=None,
+        help="socket to listen on (default: $XENSTORED_PATH, else "
+        "$XENSTORED_RUNDIR/socket, else /var/run/xenstored/socket)",
+    )
+    p.add_argument("--socket-mode", metavar="OCTAL", type=_mode, default=0o600,
+                   help="file mode of the socket (default 0600: only its owner may connect)")
+    p.add_argument("-F", "--pid-file", metavar="FILE",
+                   help="write the daemon's pid to FILE once the socket listens")
+    p.add_argument("-P", "--output-pid", action="store_true",
+                   help="print the pid on stdout once the socket listens")
+    p.add_argument("-N", "--no-fork", action="store_true",
+                   help="accepted for cxenstored compatibility: this daemon never forks")
+    p.add_argument("-T", "--trace-file", metavar="FILE",
+                   help="append every request and reply to FILE in cxenstored's trace format")
+    p.add_argument("-V", "--verbose", action="store_true", help="verbose logging on stderr")
+    p.add_argument("-M", "--path-max", metavar="CHARS", type=int, default=None,
+                   help="limit the length of node paths (default 2048)")
+    p.add_argument("--backlog-max", metavar="BYTES", type=int, default=None,
+                   help="disconnect a client whose unread output exceeds BYTES (default 16 MiB)")
+    # Accepted for compatibility; they change nothing here.
+    p.add_argument("-D", "--no-domain-init", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-I", "--internal-db", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-R", "--no-recovery", action="store_true", help=argparse.SUPPRESS)
+    # Not implemented yet (see NOT_YET): a warning is printed when given.
+    p.add_argument("-E", "--entry-nb", type=int, help="(not implemented yet)")
+    p.add_argument("-S", "--entry-size", type=int, help="(not implemented yet)")
+    p.add_argument("-W", "--watch-nb", type=int, help="(not implemented yet)")
+    p.add_argument("-t", "--transaction", type=int, help="(not implemented yet)")
+    p.add_argument("-A", "--perm-nb", type=int, help="(not implemented yet)")
+    p.add_argument("-Q", "--quota", action="append", help="(not implemented yet)")
+    p.add_argument("-q", "--quota-soft", action="append", help="(not implemented yet)")
+    p.add_argument("-w", "--timeout", action="append", help="(not implemented yet)")
+    p.add_argument("-K", "--keep-orphans", action="store_true", help="(not implemented yet)")
+    return p
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = parser().parse_args(argv)
+    if args.socket is None:
+        args.socket = default_socket_path()
+    return args
+
+
+def not_yet_given(args: argparse.Namespace) -> list[str]:
+    """The flags given whose effect this daemon does not have yet."""
+    return [text for name, text in NOT_YET.items() if getattr(args, name) not in (None, False)]
