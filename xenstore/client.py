@@ -8,15 +8,49 @@ queued, never lost.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
+from typing import Protocol
 
 from xenstore import errors
 from xenstore.protocol.codec import Framer, Packet, encode_parts, join, split
-from xenstore.protocol.ops import Op
+from xenstore.protocol.ops import PAYLOAD_MAX, Op
 from xenstore.sockets import default_socket_path
+
+
+class _Stream(Protocol):
+    """What the client needs of its connection: a socket, or a xenbus device."""
+
+    def recv(self, bufsize: int, /) -> bytes: ...
+
+    def sendall(self, data: bytes, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _DeviceStream:
+    """A xenbus character device (``/dev/xen/xenbus`` in a guest) opened read-write.
+
+    libxenstore falls back to it when there is no daemon socket; the kernel
+    takes whole requests on write and hands back replies on read.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+
+    def recv(self, bufsize: int, /) -> bytes:
+        return os.read(self._fd, bufsize)
+
+    def sendall(self, data: bytes, /) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 class Client:
@@ -24,17 +58,26 @@ class Client:
 
     Every method takes an optional ``tx`` (a transaction id from
     :meth:`transaction_start`; 0 means none). Paths are ``str``, values ``bytes``.
+    With ``device=True``, ``path`` is a xenbus device file rather than a socket
+    (``timeout`` is then ignored).
     """
 
-    def __init__(self, path: str | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self, path: str | None = None, timeout: float | None = None, *, device: bool = False
+    ) -> None:
         self.path = path if path is not None else default_socket_path()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self._sock.settimeout(timeout)
-            self._sock.connect(self.path)
-        except BaseException:
-            self._sock.close()
-            raise
+        self._sock: _Stream
+        if device:
+            self._sock = _DeviceStream(self.path)
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(self.path)
+            except BaseException:
+                sock.close()
+                raise
+            self._sock = sock
         self._framer = Framer()
         self._pending: deque[Packet] = deque()
         self._events: deque[tuple[str, str]] = deque()
@@ -70,6 +113,9 @@ class Client:
 
     def request(self, op: Op, payload: bytes, tx: int = 0) -> bytes:
         """Send one request and return its reply payload, or raise its error."""
+        if len(payload) > PAYLOAD_MAX:
+            # libxenstore refuses these too: the daemon would drop the connection.
+            raise errors.E2BIG(f"request of {len(payload)} bytes exceeds {PAYLOAD_MAX}")
         req_id = self._next_req_id
         self._next_req_id = (req_id + 1) & 0xFFFFFFFF
         self._sock.sendall(encode_parts(op, req_id, tx, payload))
@@ -105,7 +151,7 @@ class Client:
             return False
         return True
 
-    def directory(self, path: str, tx: int = 0) -> list[str]:
+    def directory(self, path: str | bytes, tx: int = 0) -> list[str]:
         """The children's names; falls back to DIRECTORY_PART on E2BIG, as libxenstore."""
         try:
             reply = self.request(Op.DIRECTORY, join(path), tx)
@@ -113,7 +159,7 @@ class Client:
             return self.directory_part(path, tx)
         return [name.decode() for name in split(reply)]
 
-    def directory_part(self, path: str, tx: int = 0) -> list[str]:
+    def directory_part(self, path: str | bytes, tx: int = 0) -> list[str]:
         """List a directory of any size in parts, restarting if it changes meanwhile."""
         while True:
             listing = b""
