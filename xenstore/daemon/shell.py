@@ -239,6 +239,8 @@ class Shell:
                     self.close_peer(peer.conn_id, "send failed")
                     return
                 del peer.backlog[:sent]
+        except trio.ClosedResourceError:
+            pass  # the reader task closed the connection meanwhile
         finally:
             peer.flushing = False
 

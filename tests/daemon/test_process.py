@@ -1,0 +1,200 @@
+"""pyxenstored as a process: readiness, signals, socket file, flags, framing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import OurDaemon, short_tempdir
+from xenstore.client import Client
+from xenstore.protocol.codec import Framer, Packet, encode, encode_parts
+from xenstore.protocol.ops import Op
+
+
+def connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(path)
+    return sock
+
+
+def replies(sock: socket.socket, count: int) -> list[Packet]:
+    framer = Framer()
+    got: list[Packet] = []
+    while len(got) < count:
+        data = sock.recv(65536)
+        assert data, "connection closed early"
+        got += framer.feed(data)
+    return got
+
+
+def test_ready_means_listening_and_sigterm_cleans_up() -> None:
+    directory = short_tempdir()
+    sock_path = os.path.join(directory, "socket")
+    pid_file = os.path.join(directory, "pid")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xenstore.daemon", "--socket", sock_path,
+         "-F", pid_file, "-P", "-N"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout and proc.stderr
+    pid = int(proc.stdout.readline())
+    assert pid == proc.pid
+    # When -P prints, the socket already accepts and the pid file exists.
+    assert Client(sock_path).read("/tool/xenstored") == b""
+    assert Path(pid_file).read_text() == f"{pid}\n"
+    assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o600
+    os.kill(pid, signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert not os.path.exists(sock_path)
+    assert not os.path.exists(pid_file)
+    assert f"listening on {sock_path}" in proc.stderr.read()
+
+
+def test_sigint_also_stops_cleanly(our_daemon: OurDaemon) -> None:
+    os.kill(our_daemon.pid, signal.SIGINT)
+    assert our_daemon.process.wait(10) == 0
+    assert not os.path.exists(our_daemon.socket_path)
+
+
+def test_sd_notify_ready() -> None:
+    directory = short_tempdir()
+    notify_path = os.path.join(directory, "notify")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(10)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xenstore.daemon", "--socket", os.path.join(directory, "s")],
+        env={**os.environ, "NOTIFY_SOCKET": notify_path},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert notify.recv(100) == b"READY=1"
+        assert Client(os.path.join(directory, "s")).read("/tool") == b""
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        notify.close()
+
+
+def test_stale_socket_file_is_replaced_and_mode_is_configurable() -> None:
+    directory = short_tempdir()
+    sock_path = os.path.join(directory, "socket")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(sock_path)
+    stale.close()  # leaves the file behind, as a crashed daemon would
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xenstore.daemon", "--socket", sock_path, "--socket-mode", "660",
+         "-P"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip().isdigit()
+        assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o660
+        assert Client(sock_path).read("/tool") == b""
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_too_long_socket_path_is_a_clear_error() -> None:
+    path = "/tmp/" + "x" * 120 + "/socket"
+    proc = subprocess.run(
+        [sys.executable, "-m", "xenstore.daemon", "--socket", path],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 1
+    assert "longer than 107 bytes" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_flags_of_later_features_warn() -> None:
+    directory = short_tempdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xenstore.daemon", "--socket", os.path.join(directory, "s"),
+         "-P", "-W", "5", "-K"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout and proc.stderr
+    assert proc.stdout.readline().strip().isdigit()
+    proc.terminate()
+    proc.wait(10)
+    err = proc.stderr.read()
+    assert "-W/--watch-nb" in err and "not implemented yet" in err
+    assert "-K/--keep-orphans" in err
+
+
+def test_trace_file_in_cxenstored_format() -> None:
+    directory = short_tempdir()
+    trace = os.path.join(directory, "trace")
+    daemon = OurDaemon("-T", trace)
+    try:
+        Client(daemon.socket_path).write("/a", b"x y")
+    finally:
+        daemon.stop()
+    lines = Path(trace).read_text().splitlines()
+    assert any(line.startswith("CREATE connection 0x") for line in lines)
+    ins = [line for line in lines if line.startswith("IN ")]
+    outs = [line for line in lines if line.startswith("OUT ")]
+    assert ins[0].endswith(" WRITE (/a x y)")
+    assert outs[0].endswith(" WRITE (OK )")
+
+
+def test_pipelined_requests_answered_in_order_with_ids(our_daemon: OurDaemon) -> None:
+    sock = connect(our_daemon.socket_path)
+    burst = b"".join(
+        encode_parts(Op.WRITE if i % 2 else Op.READ, 1000 + i, 0,
+                     b"/p\0v" if i % 2 else b"/tool\0")
+        for i in range(200)
+    )
+    sock.sendall(burst)
+    got = replies(sock, 200)
+    assert [p.req_id for p in got] == [1000 + i for i in range(200)]
+    assert all(p.op == (Op.WRITE if p.req_id % 2 else Op.READ) for p in got)
+
+
+def test_trickled_bytes_and_zero_length_payload(our_daemon: OurDaemon) -> None:
+    sock = connect(our_daemon.socket_path)
+    message = encode(Packet(Op.READ, 42, 0, b"/tool\0"))
+    for i in range(len(message)):
+        sock.send(message[i : i + 1])
+    sock.send(encode(Packet(Op.READ, 43, 0, b"")))  # answered, not waited on
+    got = replies(sock, 2)
+    assert got[0] == Packet(Op.READ, 42, 0, b"")
+    assert got[1] == Packet(Op.ERROR, 43, 0, b"EINVAL\0")
+
+
+@pytest.mark.parametrize("length", [4097, 0xFFFFFFFF])
+def test_oversized_header_closes_only_that_connection(our_daemon: OurDaemon, length: int) -> None:
+    bad = connect(our_daemon.socket_path)
+    good = connect(our_daemon.socket_path)
+    # A request before the bad header in the same write is still answered.
+    bad.sendall(encode(Packet(Op.READ, 1, 0, b"/tool\0")) + encode_parts(Op.READ, 2, 0, b"")[:12]
+                + length.to_bytes(4, "little"))
+    framer = Framer()
+    got: list[Packet] = []
+    while data := bad.recv(65536):
+        got += framer.feed(data)
+    assert got == [Packet(Op.READ, 1, 0, b"")]  # then EOF: closed
+    good.sendall(encode(Packet(Op.READ, 3, 0, b"/tool\0")))
+    assert replies(good, 1) == [Packet(Op.READ, 3, 0, b"")]
+
+
+def test_client_closing_mid_message_leaves_the_tree_alone(our_daemon: OurDaemon) -> None:
+    sock = connect(our_daemon.socket_path)
+    sock.sendall(encode(Packet(Op.WRITE, 1, 0, b"/half\0value"))[:-3])
+    sock.close()
+    client = Client(our_daemon.socket_path)
+    assert not client.exists("/half")
+    assert client.directory("/") == ["tool"]
