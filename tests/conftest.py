@@ -75,7 +75,8 @@ def our_daemon() -> Iterator[OurDaemon]:
         daemon.stop()
 
 
-def _reference(kind: str) -> Iterator[launcher.ReferenceDaemon]:
+def reference_daemon(kind: str) -> Iterator[launcher.ReferenceDaemon]:
+    """Start a reference daemon (``c`` or ``o``) for the duration of the iteration."""
     try:
         launcher.check_available(kind)
     except launcher.ReferenceUnavailable as exc:
@@ -94,7 +95,7 @@ def _reference(kind: str) -> Iterator[launcher.ReferenceDaemon]:
 @pytest.fixture
 def ref_daemon() -> Iterator[launcher.ReferenceDaemon]:
     """Xen's C xenstored 4.17, fresh for each test."""
-    yield from _reference("c")
+    yield from reference_daemon("c")
 
 
 @pytest.fixture(params=["ours", "cxenstored"])
@@ -107,5 +108,5 @@ def any_daemon(request: pytest.FixtureRequest) -> Iterator[str]:
         finally:
             daemon.stop()
     else:
-        for ref in _reference("c"):
+        for ref in reference_daemon("c"):
             yield ref.socket_path

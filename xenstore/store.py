@@ -164,3 +164,29 @@ class Store:
             children = nodes[top].children
             if children:
                 stack.extend(paths.child(top, name) for name in reversed(children))
+
+    def check(self) -> list[str]:
+        """The tree's invariants, as a list of violations (empty when sound).
+
+        Every node but the root is listed by its parent, every listed child
+        exists, no node is newer than the generation counter, and every node
+        has at least its owner's permission entry.
+        """
+        problems = []
+        nodes = self.nodes
+        if "/" not in nodes:
+            return ["the root is missing"]
+        for path, node in nodes.items():
+            if not node.perms:
+                problems.append(f"{path}: no permissions")
+            if node.generation > self.generation:
+                problems.append(f"{path}: generation {node.generation} from the future")
+            for name in node.children:
+                if paths.child(path, name) not in nodes:
+                    problems.append(f"{path}: lists missing child {name}")
+            if path != "/":
+                above = nodes.get(paths.parent(path))
+                if above is None or paths.basename(path) not in above.children:
+                    problems.append(f"{path}: not listed by its parent")
+        return problems
+
