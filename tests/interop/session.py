@@ -10,6 +10,10 @@ Arguments are ``str`` or, for raw bytes, ``bytes``.
 from __future__ import annotations
 
 LONG = "L" * 150
+#: More than 4096 bytes of child names: DIRECTORY says E2BIG, DIRECTORY_PART lists them.
+BIG_DIRECTORY = tuple(
+    arg for i in range(160) for arg in (f"/big/child-{i:04d}-{'x' * 24}", str(i))
+)
 #: Every byte but NUL (argv cannot carry NUL), including 0x80-0xff.
 BINARY = bytes(range(1, 256))
 
@@ -104,4 +108,8 @@ STEPS: list[tuple[str | bytes, ...]] = [
     ("chmod", "-h"),
     ("read", "-p", "--", "/s/flag"),
     ("ls", "-f", "-p", "-s", "/s"),
+    ("write", *BIG_DIRECTORY),
+    ("list", "/big"),
+    ("ls", "/big"),
+    ("rm", "/big"),
 ]
