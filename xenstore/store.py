@@ -13,7 +13,7 @@ who may do what, then asks the store (or a transaction's view of it) to do it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from xenstore import paths
@@ -44,6 +44,21 @@ class Node:
         return f"Node({self.value!r}, {self.perms}, gen={self.generation}, {list(self.children)})"
 
 
+def postorder(path: str, lookup: Callable[[str], Node]) -> list[tuple[str, Node]]:
+    """The subtree at ``path`` (nodes from ``lookup``), children before parents."""
+    out: list[tuple[str, Node]] = []
+    stack: list[tuple[str, bool]] = [(path, False)]
+    while stack:
+        top, expanded = stack.pop()
+        node = lookup(top)
+        if expanded or not node.children:
+            out.append((top, node))
+        else:
+            stack.append((top, True))
+            stack.extend((paths.child(top, name), False) for name in reversed(node.children))
+    return out
+
+
 def inherited_perms(parent: Perms, owner: int | None) -> Perms:
     """Perms of a node created under ``parent``: a copy, owned by ``owner`` if given.
 
@@ -68,7 +83,7 @@ class View(Protocol):
 
     def set_perms(self, path: str, perms: Perms) -> None: ...
 
-    def remove(self, path: str) -> list[str]: ...
+    def remove(self, path: str) -> list[tuple[str, Node]]: ...
 
 
 class Store:
@@ -140,14 +155,17 @@ class Store:
         node.perms = perms
         node.generation = self.next_generation()
 
-    def remove(self, path: str, stamp: int | None = None) -> list[str]:
-        """Remove ``path`` and its subtree; return the removed paths, deepest first."""
+    def remove(self, path: str, stamp: int | None = None) -> list[tuple[str, Node]]:
+        """Remove ``path`` and its subtree; return the removed nodes in post-order.
+
+        Post-order in child order (each node after its children) is the order
+        in which cxenstored deletes them, and so the order of their events.
+        """
         if stamp is None:
             stamp = self.next_generation()
         nodes = self.nodes
-        removed = list(self.walk(path))
-        removed.reverse()
-        for gone in removed:
+        removed = postorder(path, nodes.__getitem__)
+        for gone, _ in removed:
             del nodes[gone]
         above = nodes[paths.parent(path)]
         del above.children[paths.basename(path)]

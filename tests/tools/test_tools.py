@@ -783,9 +783,7 @@ def test_multiplexer_dispatches_on_its_name(tools: Tools) -> None:
     assert tools.run("xenstore", "read", "/tt/a", argv0="xs") == (0, b"1\n", b"")
 
 
-def test_multiplexer_watch(tools: Tools, request: pytest.FixtureRequest) -> None:
-    if "pyxenstored" in request.node.name:
-        pytest.skip("pyxenstored answers WATCH with ENOSYS until the watches work lands")
+def test_multiplexer_watch(tools: Tools) -> None:
     tools.reset(*BASIC)
     # A new watch fires once at once.
     assert tools.run("xenstore", "watch", "-n", "1", "/tt/a") == (0, b"/tt/a\n", b"")

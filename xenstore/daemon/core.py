@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xenstore import errors, paths, perms
+from xenstore.changes import Change
 from xenstore.daemon.config import Config
 from xenstore.daemon.effects import Effect, Log, Send
+from xenstore.daemon.watches import Watch, WatchRegistry
 from xenstore.errors import E2BIG, EACCES, EBUSY, EINVAL, ENOENT, ENOSYS, XenStoreError
 from xenstore.protocol.codec import Packet, join, split
 from xenstore.protocol.ops import PAYLOAD_MAX, Op
@@ -76,12 +78,20 @@ class Server:
         self.special_perms: dict[str, perms.Perms] = {
             path: perms.owner_only(0) for path in paths.SPECIAL_PATHS
         }
+        self.watches = WatchRegistry()
         self._next_conn_id = 1
+        #: Effects of the request being handled: watch events, then the reply.
+        self._effects: list[Effect] = []
+        #: Effects that must follow the reply (WATCH's first event).
+        self._after_reply: list[Effect] = []
         self._dispatch: dict[int, Handler] = {
             Op.CONTROL: self._do_control,
             Op.DIRECTORY: self._do_directory,
             Op.READ: self._do_read,
             Op.GET_PERMS: self._do_get_perms,
+            Op.WATCH: self._do_watch,
+            Op.UNWATCH: self._do_unwatch,
+            Op.RESET_WATCHES: self._do_reset_watches,
             Op.TRANSACTION_START: self._do_transaction_start,
             Op.TRANSACTION_END: self._do_transaction_end,
             Op.GET_DOMAIN_PATH: self._do_get_domain_path,
@@ -104,8 +114,9 @@ class Server:
         return conn_id
 
     def disconnect(self, conn_id: int) -> list[Effect]:
-        """Forget a connection: its transactions are aborted."""
+        """Forget a connection: its transactions are aborted, its watches dropped."""
         self.connections.pop(conn_id, None)
+        self.watches.remove_all(conn_id)
         return []
 
     # -- requests -------------------------------------------------------------
@@ -115,6 +126,8 @@ class Server:
         conn = self.connections[conn_id]
         op, req_id, tx_id, payload = packet
         effects: list[Effect] = []
+        self._effects = effects
+        self._after_reply = []
         try:
             handler = self._dispatch.get(op)
             if handler is None:
@@ -133,6 +146,9 @@ class Server:
             reply = b"EIO\0"
             op = Op.ERROR
         effects.append(Send(conn_id, Packet(op, req_id, tx_id, reply)))
+        if self._after_reply:
+            effects.extend(self._after_reply)
+            self._after_reply = []
         return effects
 
     # -- lookups with cxenstored's permission rules ---------------------------
@@ -186,6 +202,7 @@ class Server:
         else:
             self._node(conn, view, path, perms.WRITE)
             view.set_value(path, value)
+        self._changed(tx, self._node_change(view, path))
         return OK
 
     def _do_mkdir(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
@@ -193,6 +210,7 @@ class Server:
         view = tx or self.store
         if view.get(path) is None:
             self._create(conn, view, path, b"")
+            self._changed(tx, self._node_change(view, path))
         else:
             self._node(conn, view, path, perms.WRITE)
         return OK
@@ -209,7 +227,7 @@ class Server:
         self._node(conn, view, path, perms.WRITE)
         if path == paths.ROOT:
             raise EINVAL("cannot remove /")
-        view.remove(path)
+        self._removed(tx, view, path)
         return OK
 
     def _do_directory(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
@@ -266,8 +284,112 @@ class Server:
         node = self._node(conn, view, path, perms.WRITE | perms.OWNER)
         if not conn.privileged and new[0].domid != node.perms[0].domid:
             raise errors.EPERM("only a privileged domain may change a node's owner")
+        old = node.perms
         view.set_perms(path, new)
+        above = view.get(paths.parent(path))
+        assert above is not None
+        self._changed(tx, Change(path, (old, new, above.perms)))
         return OK
+
+    # -- watches -------------------------------------------------------------------
+
+    def _do_watch(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
+        fields = split(payload)
+        if len(fields) not in (2, 3):
+            raise EINVAL("WATCH takes a path, a token and an optional depth")
+        depth = None
+        if len(fields) == 3:
+            if not fields[2].isdigit() or len(fields[2]) > 9:
+                raise EINVAL("the watch depth must be a small decimal number")
+            depth = int(fields[2])
+        raw = fields[0].decode("latin-1")
+        wpath = paths.canonical_watch(raw, conn.domid, self.config.path_max)
+        relative_to = None if raw[:1] in ("/", "@") else paths.home(conn.domid) + "/"
+        watch = self.watches.add(conn.conn_id, wpath, fields[1], depth, relative_to)
+        # The first event fires at once, after the reply, as cxenstored sends it.
+        self._after_reply.append(self._event_packet(watch, wpath))
+        return OK
+
+    def _do_unwatch(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
+        fields = split(payload)
+        if len(fields) != 2:
+            raise EINVAL("UNWATCH takes a path and a token")
+        raw = fields[0].decode("latin-1")
+        # Canonical form without validation: an invalid path is just not watched.
+        wpath = raw if raw[:1] in ("/", "@") else f"{paths.home(conn.domid)}/{raw}"
+        self.watches.remove(conn.conn_id, wpath, fields[1])
+        return OK
+
+    def _do_reset_watches(
+        self, conn: Connection, tx: Transaction | None, payload: bytes
+    ) -> bytes:
+        self.watches.remove_all(conn.conn_id)
+        conn.transactions.clear()
+        return OK
+
+    def _node_change(self, view: View, path: str) -> Change:
+        """The change record of a written or created node: its perms and its parent's."""
+        node = view.get(path)
+        above = view.get(paths.parent(path))
+        assert node is not None and above is not None
+        return Change(path, (node.perms, above.perms))
+
+    def _removed(self, tx: Transaction | None, view: View, path: str) -> None:
+        """Remove a subtree and record what its removal tells watchers."""
+        above = view.get(paths.parent(path))
+        assert above is not None
+        removed = view.remove(path)
+        top = removed[-1][1]
+        entries: tuple[tuple[str, tuple[perms.Perms, ...]], ...] = ()
+        # Watches inside the subtree are rare: only then are its nodes listed.
+        if len(removed) > 1 and (tx is not None or self.watches.watched_below(path)):
+            node_of = dict(removed)
+            entries = tuple(
+                (gone, (node.perms, node_of[paths.parent(gone)].perms))
+                for gone, node in removed[:-1]
+            )
+        self._changed(tx, Change(path, (top.perms, above.perms), entries))
+
+    def _changed(self, tx: Transaction | None, change: Change) -> None:
+        if tx is not None:
+            tx.changes.append(change)
+        else:
+            self._fire(change)
+
+    def _fire(self, change: Change) -> None:
+        """Queue the watch events of one change, in cxenstored's order."""
+        registry = self.watches
+        if change.removed:
+            watched = registry.watched_below(change.path)
+            for gone, gone_perms in change.removed if watched else ():
+                if gone in watched:
+                    for watch in registry.on_exactly(gone):
+                        self._event(watch, gone, gone_perms)
+        for watch in registry.on_change(change.path):
+            self._event(watch, change.path, change.perms)
+
+    def fire_special(self, name: str, domid: int) -> list[Effect]:
+        """Events of ``@introduceDomain`` or ``@releaseDomain`` for ``domid``."""
+        effects: list[Effect] = []
+        special = self.special_perms[name]
+        for watch, epath in self.watches.on_special(name, domid):
+            conn = self.connections[watch.conn_id]
+            if conn.privileged or perms.access_for(special, conn.domid, conn.target) & perms.READ:
+                effects.append(self._event_packet(watch, epath))
+        return effects
+
+    def _event(self, watch: Watch, path: str, judged_by: tuple[perms.Perms, ...]) -> None:
+        conn = self.connections[watch.conn_id]
+        if not conn.privileged and not any(
+            perms.access_for(p, conn.domid, conn.target) & perms.READ for p in judged_by
+        ):
+            return
+        self._effects.append(self._event_packet(watch, path))
+
+    @staticmethod
+    def _event_packet(watch: Watch, path: str) -> Send:
+        payload = watch.epath(path).encode() + b"\0" + watch.token + b"\0"
+        return Send(watch.conn_id, Packet(Op.WATCH_EVENT, 0, 0, payload))
 
     # -- transactions ------------------------------------------------------------
 
@@ -291,6 +413,8 @@ class Server:
         del conn.transactions[tx.tx_id]
         if payload == b"T\0":
             tx.commit()
+            for change in tx.changes:
+                self._fire(change)
         return OK
 
     # -- domains and control ---------------------------------------------------

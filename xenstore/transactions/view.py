@@ -10,9 +10,10 @@ generation stamp. Nothing of the overlay is visible to others before commit.
 from __future__ import annotations
 
 from xenstore import paths
+from xenstore.changes import Change
 from xenstore.errors import EAGAIN
 from xenstore.perms import Perms
-from xenstore.store import Node, Store, inherited_perms
+from xenstore.store import Node, Store, inherited_perms, postorder
 
 _MISSING = -1
 
@@ -27,6 +28,8 @@ class Transaction:
         self.overlay: dict[str, Node | None] = {}
         #: The generation of every node touched, when first touched.
         self.seen: dict[str, int] = {}
+        #: What it changed, in order: its watch events fire at commit.
+        self.changes: list[Change] = []
 
     # -- reading ------------------------------------------------------------
 
@@ -50,8 +53,7 @@ class Transaction:
 
     def _own(self, path: str) -> Node:
         """The private copy of an existing node, made on first write."""
-        node = self.get(path)
-        assert node is not None, path
+        node = self._existing(path)
         if path not in self.overlay:
             node = node.copy()
             self.overlay[path] = node
@@ -78,21 +80,17 @@ class Transaction:
     def set_perms(self, path: str, perms: Perms) -> None:
         self._own(path).perms = perms
 
-    def remove(self, path: str) -> list[str]:
-        removed: list[str] = []
-        stack = [path]
-        while stack:
-            top = stack.pop()
-            node = self.get(top)
-            if node is None:
-                continue
-            removed.append(top)
-            stack.extend(paths.child(top, name) for name in node.children)
-        removed.reverse()
-        for gone in removed:
+    def remove(self, path: str) -> list[tuple[str, Node]]:
+        removed = postorder(path, self._existing)
+        for gone, _ in removed:
             self.overlay[gone] = None
         del self._own(paths.parent(path)).children[paths.basename(path)]
         return removed
+
+    def _existing(self, path: str) -> Node:
+        node = self.get(path)
+        assert node is not None, path
+        return node
 
     # -- ending ---------------------------------------------------------------
 

@@ -1,0 +1,165 @@
+"""The watch registry and the matching of changes against it.
+
+A change at path P concerns the watches on P and on each of its ancestors: a
+dict lookup per level, never a scan of every watch. The removal of a subtree
+also concerns the watches *inside* it; a sorted index of watched paths finds
+them with one range query, so a removal costs nothing extra when nobody
+watches below it.
+
+Within one change, events go out connection by connection (in the order the
+connections arrived) and, per connection, in the order its watches were
+registered, as cxenstored orders them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sortedcontainers import SortedList
+
+from xenstore import paths
+from xenstore.errors import EEXIST, ENOENT
+
+
+@dataclass(slots=True, eq=False)
+class Watch:
+    """One registered watch of one connection."""
+
+    conn_id: int
+    #: Canonical: an absolute path, or a special ``@`` name.
+    wpath: str
+    token: bytes
+    #: Levels below ``wpath`` that match (None: any depth).
+    depth: int | None
+    #: ``/local/domain/<domid>/`` when the watch was given as a relative path,
+    #: so events are reported relative too.
+    relative_to: str | None
+    #: Registration order, which orders a connection's events for one change.
+    seq: int
+
+    def epath(self, path: str) -> str:
+        """The event path to report for ``path``."""
+        if self.relative_to is not None and path.startswith(self.relative_to):
+            return path[len(self.relative_to) :]
+        return path
+
+
+def levels_below(path: str, top: str) -> int:
+    """How many levels ``path`` lies below ``top`` (which is ``path`` or an ancestor)."""
+    if path == top:
+        return 0
+    rest = path[1:] if top == paths.ROOT else path[len(top) + 1 :]
+    return rest.count("/") + 1
+
+
+class WatchRegistry:
+    """Every connection's watches, indexed by watched path."""
+
+    def __init__(self) -> None:
+        self.by_path: dict[str, list[Watch]] = {}
+        self.by_conn: dict[int, dict[tuple[str, bytes], Watch]] = {}
+        #: Watched absolute paths, sorted, for subtree range queries.
+        self._index: SortedList = SortedList()
+        self._seq = 0
+        #: Watches looked at by matching (a test counts these, not seconds).
+        self.examined = 0
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self.by_conn.values())
+
+    def add(
+        self, conn_id: int, wpath: str, token: bytes, depth: int | None, relative_to: str | None
+    ) -> Watch:
+        """Register a watch; EEXIST when the connection has the same (wpath, token)."""
+        mine = self.by_conn.setdefault(conn_id, {})
+        key = (wpath, token)
+        if key in mine:
+            raise EEXIST(f"already watching {wpath}")
+        self._seq += 1
+        watch = Watch(conn_id, wpath, token, depth, relative_to, self._seq)
+        mine[key] = watch
+        on_path = self.by_path.get(wpath)
+        if on_path is None:
+            self.by_path[wpath] = [watch]
+            if wpath.startswith("/"):
+                self._index.add(wpath)
+        else:
+            on_path.append(watch)
+        return watch
+
+    def remove(self, conn_id: int, wpath: str, token: bytes) -> None:
+        """Unregister a watch; ENOENT when there is no such watch."""
+        watch = self.by_conn.get(conn_id, {}).pop((wpath, token), None)
+        if watch is None:
+            raise ENOENT(f"no watch on {wpath}")
+        self._unindex(watch)
+
+    def remove_all(self, conn_id: int) -> None:
+        for watch in self.by_conn.pop(conn_id, {}).values():
+            self._unindex(watch)
+
+    def _unindex(self, watch: Watch) -> None:
+        on_path = self.by_path[watch.wpath]
+        on_path.remove(watch)
+        if not on_path:
+            del self.by_path[watch.wpath]
+            if watch.wpath.startswith("/"):
+                self._index.remove(watch.wpath)
+
+    # -- matching ------------------------------------------------------------
+
+    def on_change(self, path: str) -> list[Watch]:
+        """Watches that a change at ``path`` fires: on it or an ancestor, within depth."""
+        by_path = self.by_path
+        found: list[Watch] = []
+        top = path
+        while True:
+            watches = by_path.get(top)
+            if watches:
+                self.examined += len(watches)
+                for watch in watches:
+                    if watch.depth is None or levels_below(path, top) <= watch.depth:
+                        found.append(watch)
+            if top == paths.ROOT:
+                break
+            top = paths.parent(top)
+        found.sort(key=_order)
+        return found
+
+    def on_exactly(self, path: str) -> list[Watch]:
+        """Watches on exactly ``path`` (a node removed with an ancestor), in order."""
+        watches = self.by_path.get(path)
+        if not watches:
+            return []
+        self.examined += len(watches)
+        return sorted(watches, key=_order)
+
+    def watched_below(self, path: str) -> set[str]:
+        """Watched paths strictly inside the subtree at ``path``."""
+        start = "/" if path == paths.ROOT else path + "/"
+        # "0" sorts right after "/", so this is exactly the paths under start.
+        stop = start[:-1] + "0"
+        found = set(self._index.irange(start, stop, inclusive=(True, False)))
+        found.discard(path)
+        self.examined += len(found)
+        return found
+
+    def on_special(self, name: str, domid: int) -> list[tuple[Watch, str]]:
+        """Watches fired by a special event, each with the epath to report.
+
+        A watch on ``@name`` fires with ``@name``, or with ``@name/<domid>`` when
+        registered with depth 1; ``@releaseDomain/<domid>`` watches one domain.
+        """
+        found: list[tuple[Watch, str]] = []
+        for watch in self.by_path.get(name, ()):
+            found.append((watch, f"{name}/{domid}" if watch.depth == 1 else name))
+        specific = f"{name}/{domid}"
+        for watch in self.by_path.get(specific, ()):
+            found.append((watch, specific))
+        self.examined += len(found)
+        found.sort(key=lambda pair: _order(pair[0]))
+        return found
+
+
+def _order(watch: Watch) -> tuple[int, int]:
+    return (watch.conn_id, watch.seq)
