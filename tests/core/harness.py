@@ -18,8 +18,10 @@ class Caller:
 
     def request(self, op: Op, payload: bytes, tx: int = 0) -> tuple[str, bytes]:
         self.effects = self.server.handle(self.conn_id, Packet(op, 1, tx, payload))
-        sends = [e for e in self.effects if isinstance(e, Send) and e.conn_id == self.conn_id]
-        reply = sends[-1].packet
+        (reply,) = [
+            e.packet for e in self.effects
+            if isinstance(e, Send) and e.conn_id == self.conn_id and e.packet.op != Op.WATCH_EVENT
+        ]
         assert (reply.req_id, reply.tx_id) == (1, tx)
         if reply.op == Op.ERROR:
             return "ERROR", reply.payload.rstrip(b"\0")
