@@ -16,8 +16,9 @@ from types import TracebackType
 from typing import Protocol
 
 from xenstore import errors
-from xenstore.protocol.codec import Framer, Packet, encode_parts, join, split
-from xenstore.protocol.ops import PAYLOAD_MAX, Op
+from xenstore.protocol import requests
+from xenstore.protocol.codec import Framer, Packet, encode_parts, join
+from xenstore.protocol.ops import Op
 from xenstore.sockets import default_socket_path
 
 
@@ -105,17 +106,15 @@ class Client:
             raise ConnectionResetError("the XenStore daemon closed the connection")
         for packet in self._framer.feed(data):
             if packet.op == Op.WATCH_EVENT:
-                fields = split(packet.payload)
-                if len(fields) >= 2:
-                    self._events.append((fields[0].decode(), fields[1].decode()))
+                event = requests.watch_event_of(packet.payload)
+                if event is not None:
+                    self._events.append(event)
             else:
                 self._pending.append(packet)
 
     def request(self, op: Op, payload: bytes, tx: int = 0) -> bytes:
         """Send one request and return its reply payload, or raise its error."""
-        if len(payload) > PAYLOAD_MAX:
-            # libxenstore refuses these too: the daemon would drop the connection.
-            raise errors.E2BIG(f"request of {len(payload)} bytes exceeds {PAYLOAD_MAX}")
+        requests.check_size(payload)
         req_id = self._next_req_id
         self._next_req_id = (req_id + 1) & 0xFFFFFFFF
         self._sock.sendall(encode_parts(op, req_id, tx, payload))
@@ -125,7 +124,7 @@ class Client:
                 if reply.req_id != req_id:
                     continue  # a reply to a request abandoned by an earlier error
                 if reply.op == Op.ERROR:
-                    raise errors.from_name(reply.payload.rstrip(b"\0").decode("ascii", "replace"))
+                    raise requests.error_of(reply.payload)
                 return reply.payload
             self._receive()
 
@@ -135,8 +134,7 @@ class Client:
         return self.request(Op.READ, join(path), tx)
 
     def write(self, path: str, value: bytes | str, tx: int = 0) -> None:
-        data = value.encode() if isinstance(value, str) else value
-        self.request(Op.WRITE, path.encode() + b"\0" + data, tx)
+        self.request(Op.WRITE, requests.write_payload(path, value), tx)
 
     def mkdir(self, path: str, tx: int = 0) -> None:
         self.request(Op.MKDIR, join(path), tx)
@@ -157,30 +155,22 @@ class Client:
             reply = self.request(Op.DIRECTORY, join(path), tx)
         except errors.E2BIG:
             return self.directory_part(path, tx)
-        return [name.decode() for name in split(reply)]
+        return requests.names_of(reply)
 
     def directory_part(self, path: str | bytes, tx: int = 0) -> list[str]:
         """List a directory of any size in parts, restarting if it changes meanwhile."""
+        parts = requests.DirectoryParts(path)
         while True:
-            listing = b""
-            generation: bytes | None = None
-            while True:
-                try:
-                    reply = self.request(Op.DIRECTORY_PART, join(path, str(len(listing))), tx)
-                except errors.ENOSYS:
-                    raise errors.E2BIG("directory too big and DIRECTORY_PART unsupported") from None
-                gen, _, body = reply.partition(b"\0")
-                if generation is None:
-                    generation = gen
-                elif gen != generation:
-                    break  # the node changed between parts: start again
-                listing += body
-                # The last part ends with an empty name, i.e. an extra NUL.
-                if len(listing) <= 1 or listing[-2] == 0:
-                    return [name.decode() for name in split(listing[:-1])]
+            try:
+                reply = self.request(Op.DIRECTORY_PART, parts.payload(), tx)
+            except errors.ENOSYS:
+                raise parts.unsupported() from None
+            names = parts.add(reply)
+            if names is not None:
+                return names
 
     def get_perms(self, path: str, tx: int = 0) -> list[str]:
-        return [p.decode() for p in split(self.request(Op.GET_PERMS, join(path), tx))]
+        return requests.names_of(self.request(Op.GET_PERMS, join(path), tx))
 
     def set_perms(self, path: str, perms: Iterable[str], tx: int = 0) -> None:
         self.request(Op.SET_PERMS, join(path, *perms), tx)
@@ -188,13 +178,13 @@ class Client:
     # -- transactions, domains, control ------------------------------------
 
     def transaction_start(self) -> int:
-        return int(self.request(Op.TRANSACTION_START, b"\0").rstrip(b"\0"))
+        return requests.tx_id_of(self.request(Op.TRANSACTION_START, b"\0"))
 
     def transaction_end(self, tx: int, commit: bool = True) -> None:
-        self.request(Op.TRANSACTION_END, b"T\0" if commit else b"F\0", tx)
+        self.request(Op.TRANSACTION_END, requests.transaction_end_payload(commit), tx)
 
     def get_domain_path(self, domid: int) -> str:
-        return self.request(Op.GET_DOMAIN_PATH, join(str(domid))).rstrip(b"\0").decode()
+        return requests.domain_path_of(self.request(Op.GET_DOMAIN_PATH, join(str(domid))))
 
     def control(self, *args: str | bytes) -> bytes:
         return self.request(Op.CONTROL, join(*args))
@@ -202,11 +192,10 @@ class Client:
     # -- watches ------------------------------------------------------------
 
     def watch(self, wpath: str, token: str, depth: int | None = None) -> None:
-        fields = [wpath, token] if depth is None else [wpath, token, str(depth)]
-        self.request(Op.WATCH, join(*fields))
+        self.request(Op.WATCH, requests.watch_payload(wpath, token, depth))
 
     def unwatch(self, wpath: str, token: str) -> None:
-        self.request(Op.UNWATCH, join(wpath, token))
+        self.request(Op.UNWATCH, requests.unwatch_payload(wpath, token))
 
     def read_watch(self) -> tuple[str, str]:
         """Block until a watch event arrives; return ``(epath, token)``."""

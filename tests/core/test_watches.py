@@ -13,10 +13,13 @@ def events(caller: Caller, of: Caller | None = None) -> list[tuple[str, str]]:
     target = (of or caller).conn_id
     out = []
     for effect in caller.effects:
-        if isinstance(effect, Send) and effect.conn_id == target:
-            if effect.packet.op == Op.WATCH_EVENT:
-                epath, token, _ = effect.packet.payload.split(b"\0")
-                out.append((epath.decode(), token.decode()))
+        if (
+            isinstance(effect, Send)
+            and effect.conn_id == target
+            and effect.packet.op == Op.WATCH_EVENT
+        ):
+            epath, token, _ = effect.packet.payload.split(b"\0")
+            out.append((epath.decode(), token.decode()))
     return out
 
 
