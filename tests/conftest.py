@@ -33,25 +33,29 @@ class OurDaemon:
     def __init__(self, *extra: str) -> None:
         self.directory = short_tempdir()
         self.socket_path = os.path.join(self.directory, "socket")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "xenstore.daemon", "--socket", self.socket_path, "-P", *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        # stderr goes to a file: a pipe nobody drains could stall a chatty daemon.
+        self.stderr_path = os.path.join(self.directory, "stderr")
+        with open(self.stderr_path, "wb") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "xenstore.daemon", "--socket", self.socket_path, "-P",
+                 *extra],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+            )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # -P: printed once the socket listens
         if not line.strip().isdigit():
             self.stop()
-            raise RuntimeError(f"daemon did not start: {self.stderr()}")
+            raise RuntimeError(f"daemon did not start: {self.stderr_text}")
         self.pid = int(line)
+        self.stderr_text = ""
 
     def stderr(self) -> str:
-        if self.process.poll() is None:
-            return ""
-        assert self.process.stderr is not None
-        return self.process.stderr.read().decode(errors="replace")
+        with open(self.stderr_path, "rb") as stderr:
+            return stderr.read().decode(errors="replace")
 
     def stop(self) -> int:
+        """Stop the daemon (SIGTERM, by PID); keep what it logged in ``stderr_text``."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -59,9 +63,9 @@ class OurDaemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream:
-                stream.close()
+        self.stderr_text = self.stderr()
+        if self.process.stdout:
+            self.process.stdout.close()
         shutil.rmtree(self.directory, ignore_errors=True)
         return self.process.returncode
 
