@@ -1,47 +1,73 @@
-"""The tree: nodes with values, permissions, ordered children and generations.
+"""The tree: nodes with values, permissions, ordered children, and their versions.
 
 Nodes live in one flat ``dict`` keyed by canonical path, so a READ is one
 lookup whatever the depth; each node also keeps its children's names in an
-insertion-ordered ``dict`` (O(1) add and remove, order as cxenstored lists
-them). Every mutation is stamped with a new value of the store's generation
-counter; a node's ``generation`` is the stamp of its last change (value, perms
-or child list), which DIRECTORY_PART reports and transactions compare.
+insertion-ordered ``dict`` (O(1) add and remove, listed in the order cxenstored
+lists them).
 
-The store knows nothing of callers or permissions checks: the core decides
-who may do what, then asks the store (or a transaction's view of it) to do it.
+Every committed change (a request outside a transaction, or a whole
+transaction's commit) gets the next value of the store's ``generation``. A node
+remembers, per aspect, the generation that last changed it: ``vgen`` (value,
+and the node's existence), ``pgen`` (perms) and ``cgen`` (child list).
+Transactions compare these to decide conflicts.
+
+Versions, for transaction snapshots: a transaction reads the tree as it was at
+its start, without copying anything when it starts. While a snapshot is open,
+the first change to a node after the newest open snapshot saves the node's
+previous version (or "missing") in ``history``; reading at snapshot S takes the
+oldest saved version newer than S, else the current node. Saved versions are
+dropped once no open snapshot is older than them, so with no transaction open
+the store keeps nothing but the current tree.
+
+The store knows nothing of callers or permission checks: the core decides who
+may do what, then asks the store (or a transaction's view of it) to do it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
+from sortedcontainers import SortedList
+
 from xenstore import paths
+from xenstore.changes import Change
 from xenstore.perms import Perm, Perms, intern, owner_only
 
 
 class Node:
     """One node. ``children`` maps child names to ``None`` (an ordered set)."""
 
-    __slots__ = ("children", "generation", "perms", "value")
+    __slots__ = ("cgen", "children", "perms", "pgen", "value", "vgen")
 
     def __init__(
         self,
         value: bytes,
         perms: Perms,
-        generation: int,
+        gen: int,
         children: dict[str, None] | None = None,
     ) -> None:
         self.value = value
         self.perms = perms
-        self.generation = generation
+        self.vgen = self.pgen = self.cgen = gen
         self.children: dict[str, None] = {} if children is None else children
 
+    @property
+    def generation(self) -> int:
+        """The last change of any kind: what DIRECTORY_PART reports."""
+        return max(self.vgen, self.pgen, self.cgen)
+
     def copy(self) -> Node:
-        return Node(self.value, self.perms, self.generation, dict(self.children))
+        twin = Node(self.value, self.perms, self.vgen, dict(self.children))
+        twin.pgen, twin.cgen = self.pgen, self.cgen
+        return twin
 
     def __repr__(self) -> str:
-        return f"Node({self.value!r}, {self.perms}, gen={self.generation}, {list(self.children)})"
+        return (
+            f"Node({self.value!r}, {self.perms}, v{self.vgen} p{self.pgen} c{self.cgen}, "
+            f"{list(self.children)})"
+        )
 
 
 def postorder(path: str, lookup: Callable[[str], Node]) -> list[tuple[str, Node]]:
@@ -71,64 +97,151 @@ def inherited_perms(parent: Perms, owner: int | None) -> Perms:
 
 
 class View(Protocol):
-    """What the core reads and changes: the store itself, or a transaction over it."""
+    """What the core reads and changes: the store itself, or a transaction over it.
 
-    def get(self, path: str) -> Node | None: ...
+    Reads name the aspect they consult, so that a transaction records exactly
+    what it depended on. Changes return the :class:`Change` to fire now, or
+    ``None`` when they only take effect later (inside a transaction).
+    """
 
-    def nearest_existing(self, path: str) -> tuple[str, Node]: ...
+    def exists(self, path: str) -> bool: ...
 
-    def create(self, path: str, value: bytes, owner: int | None) -> list[str]: ...
+    def value(self, path: str) -> bytes: ...
 
-    def set_value(self, path: str, value: bytes) -> None: ...
+    def perms(self, path: str) -> Perms: ...
 
-    def set_perms(self, path: str, perms: Perms) -> None: ...
+    def children(self, path: str) -> Iterable[str]: ...
 
-    def remove(self, path: str) -> list[tuple[str, Node]]: ...
+    def gencnt(self, path: str) -> int: ...
+
+    def write(self, path: str, value: bytes, owner: int | None) -> Change | None: ...
+
+    def mkdir(self, path: str, owner: int | None) -> Change | None: ...
+
+    def set_perms(self, path: str, perms: Perms) -> Change | None: ...
+
+    def remove(self, path: str, detail: bool) -> Change | None: ...
 
 
 class Store:
-    """The committed tree.
-
-    Each mutating call is one change and gets a new generation stamp, unless
-    the caller passes one (a transaction's commit stamps all its nodes alike).
-    """
+    """The committed tree, and the old versions open snapshots still need."""
 
     def __init__(self) -> None:
         self.generation = 0
-        root_perms = owner_only(0)
-        self.nodes: dict[str, Node] = {"/": Node(b"", root_perms, 0)}
+        self.nodes: dict[str, Node] = {"/": Node(b"", owner_only(0), 0)}
+        #: path -> [(generation of a change, the version before it or None)], oldest first.
+        self.history: dict[str, list[tuple[int, Node | None]]] = {}
+        self._history_order: deque[tuple[int, str]] = deque()
+        #: Generations of the open snapshots (a multiset).
+        self._snapshots = SortedList()
         # The initial tree of cxenstored: /tool/xenstored.
-        self.create("/tool/xenstored", b"", None)
+        self.write("/tool/xenstored", b"", None)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    # -- snapshots -------------------------------------------------------------
+
+    def open_snapshot(self) -> int:
+        """Start reading at the current generation: O(1), whatever the tree's size."""
+        self._snapshots.add(self.generation)
+        return self.generation
+
+    def close_snapshot(self, snapshot: int) -> None:
+        self._snapshots.remove(snapshot)
+        self._prune()
+
+    @property
+    def open_snapshots(self) -> int:
+        return len(self._snapshots)
+
+    def at(self, path: str, snapshot: int) -> Node | None:
+        """The node at ``path`` as it was at generation ``snapshot``."""
+        versions = self.history.get(path)
+        if versions is not None:
+            for gen, old in versions:
+                if gen > snapshot:
+                    return old
+        return self.nodes.get(path)
+
+    def _save(self, path: str, node: Node | None, gen: int, copy: bool = True) -> None:
+        """Keep the version of ``path`` before change ``gen`` if a snapshot needs it.
+
+        ``copy=False`` when the node is about to leave the tree for good.
+        """
+        snapshots = self._snapshots
+        if not snapshots:
+            return
+        versions = self.history.get(path)
+        if versions is not None and versions[-1][0] > snapshots[-1]:
+            return  # changed since the newest snapshot: every snapshot is covered
+        saved = node.copy() if node is not None and copy else node
+        if versions is None:
+            self.history[path] = [(gen, saved)]
+        else:
+            versions.append((gen, saved))
+        self._history_order.append((gen, path))
+
+    def _prune(self) -> None:
+        oldest = self._snapshots[0] if self._snapshots else self.generation
+        order = self._history_order
+        history = self.history
+        while order and order[0][0] <= oldest:
+            _, path = order.popleft()
+            versions = history[path]
+            del versions[0]
+            if not versions:
+                del history[path]
+
+    # -- reads (the View protocol, on the current tree) ------------------------
+
+    def get(self, path: str) -> Node | None:
+        return self.nodes.get(path)
+
+    def exists(self, path: str) -> bool:
+        return path in self.nodes
+
+    def value(self, path: str) -> bytes:
+        return self.nodes[path].value
+
+    def perms(self, path: str) -> Perms:
+        return self.nodes[path].perms
+
+    def children(self, path: str) -> Iterable[str]:
+        return self.nodes[path].children
+
+    def gencnt(self, path: str) -> int:
+        return self.nodes[path].generation
+
+    # -- changes ----------------------------------------------------------------
 
     def next_generation(self) -> int:
         self.generation += 1
         return self.generation
 
-    def get(self, path: str) -> Node | None:
-        return self.nodes.get(path)
+    def write(
+        self, path: str, value: bytes, owner: int | None, gen: int | None = None
+    ) -> Change:
+        """Set a value, creating the node and missing ancestors (perms inherited)."""
+        gen = gen if gen is not None else self.next_generation()
+        node = self.nodes.get(path)
+        if node is None:
+            node = self._create(path, value, owner, gen)
+        else:
+            self._save(path, node, gen)
+            node.value = value
+            node.vgen = gen
+        return Change(path, (node.perms, self.nodes[paths.parent(path)].perms))
 
-    def __len__(self) -> int:
-        return len(self.nodes)
+    def mkdir(self, path: str, owner: int | None, gen: int | None = None) -> Change | None:
+        """Create the node (and missing ancestors) if it does not exist."""
+        if path in self.nodes:
+            return None
+        gen = gen if gen is not None else self.next_generation()
+        node = self._create(path, b"", owner, gen)
+        return Change(path, (node.perms, self.nodes[paths.parent(path)].perms))
 
-    def nearest_existing(self, path: str) -> tuple[str, Node]:
-        """The closest existing ancestor of a missing ``path``."""
-        nodes = self.nodes
-        while True:
-            path = paths.parent(path)
-            node = nodes.get(path)
-            if node is not None:
-                return path, node
-
-    def create(
-        self, path: str, value: bytes, owner: int | None, stamp: int | None = None
-    ) -> list[str]:
-        """Create ``path`` and its missing ancestors; return the created paths, top first.
-
-        Each new node copies its parent's perms (all equal to those of the
-        nearest existing ancestor); only the last one gets ``value``.
-        """
-        if stamp is None:
-            stamp = self.next_generation()
+    def _create(self, path: str, value: bytes, owner: int | None, gen: int) -> Node:
         nodes = self.nodes
         missing = [path]
         top = paths.parent(path)
@@ -136,41 +249,57 @@ class Store:
             missing.append(top)
             top = paths.parent(top)
         missing.reverse()
-        perms = inherited_perms(nodes[top].perms, owner)
         above = nodes[top]
+        self._save(top, above, gen)
         above.children[paths.basename(missing[0])] = None
-        above.generation = stamp
+        above.cgen = gen
+        perms = inherited_perms(above.perms, owner)
+        node = above
         for index, new in enumerate(missing):
-            children = {} if new == path else {paths.basename(missing[index + 1]): None}
-            nodes[new] = Node(value if new == path else b"", perms, stamp, children)
-        return missing
+            self._save(new, None, gen)
+            last = new == path
+            children = None if last else {paths.basename(missing[index + 1]): None}
+            node = Node(value if last else b"", perms, gen, children)
+            nodes[new] = node
+        return node
 
-    def set_value(self, path: str, value: bytes) -> None:
+    def set_perms(self, path: str, perms: Perms, gen: int | None = None) -> Change:
+        gen = gen if gen is not None else self.next_generation()
         node = self.nodes[path]
-        node.value = value
-        node.generation = self.next_generation()
-
-    def set_perms(self, path: str, perms: Perms) -> None:
-        node = self.nodes[path]
+        self._save(path, node, gen)
+        old = node.perms
         node.perms = perms
-        node.generation = self.next_generation()
+        node.pgen = gen
+        return Change(path, (old, perms, self.nodes[paths.parent(path)].perms))
 
-    def remove(self, path: str, stamp: int | None = None) -> list[tuple[str, Node]]:
-        """Remove ``path`` and its subtree; return the removed nodes in post-order.
+    def remove(self, path: str, detail: bool, gen: int | None = None) -> Change:
+        """Remove ``path`` and its subtree.
 
-        Post-order in child order (each node after its children) is the order
-        in which cxenstored deletes them, and so the order of their events.
+        Nodes go children first, in child order, as cxenstored deletes them
+        (and so orders their events). With ``detail``, the change lists every
+        removed descendant with the perms that judge who hears of it.
         """
-        if stamp is None:
-            stamp = self.next_generation()
+        gen = gen if gen is not None else self.next_generation()
         nodes = self.nodes
+        above_path = paths.parent(path)
+        above = nodes[above_path]
         removed = postorder(path, nodes.__getitem__)
-        for gone, _ in removed:
+        entries: tuple[tuple[str, tuple[Perms, ...]], ...] = ()
+        if detail and len(removed) > 1:
+            node_of = dict(removed)
+            entries = tuple(
+                (gone, (node.perms, node_of[paths.parent(gone)].perms))
+                for gone, node in removed[:-1]
+            )
+        for gone, node in removed:
+            self._save(gone, node, gen, copy=False)
             del nodes[gone]
-        above = nodes[paths.parent(path)]
+        self._save(above_path, above, gen)
         del above.children[paths.basename(path)]
-        above.generation = stamp
-        return removed
+        above.cgen = gen
+        return Change(path, (removed[-1][1].perms, above.perms), entries)
+
+    # -- inspection --------------------------------------------------------------
 
     def walk(self, path: str) -> Iterator[str]:
         """``path`` and every path below it, parents before children."""
@@ -187,8 +316,9 @@ class Store:
         """The tree's invariants, as a list of violations (empty when sound).
 
         Every node but the root is listed by its parent, every listed child
-        exists, no node is newer than the generation counter, and every node
-        has at least its owner's permission entry.
+        exists, no node is newer than the generation counter, every node has at
+        least its owner's permission entry, and no saved version outlives the
+        snapshots that need it.
         """
         problems = []
         nodes = self.nodes
@@ -206,5 +336,6 @@ class Store:
                 above = nodes.get(paths.parent(path))
                 if above is None or paths.basename(path) not in above.children:
                     problems.append(f"{path}: not listed by its parent")
+        if not self._snapshots and self.history:
+            problems.append(f"{len(self.history)} paths keep versions with no snapshot open")
         return problems
-

@@ -7,10 +7,13 @@ in and carries the returned :mod:`effects <xenstore.daemon.effects>` out.
 
 Every request goes through :meth:`Server.handle`, which is also the one place
 that turns a :class:`~xenstore.errors.XenStoreError` into an ERROR reply.
+Handlers read and change the tree through a :class:`~xenstore.store.View`:
+the store itself, or the caller's transaction, which records what it read.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,18 +21,19 @@ from xenstore import errors, paths, perms
 from xenstore.changes import Change
 from xenstore.daemon.config import Config
 from xenstore.daemon.effects import Effect, Log, Send
-from xenstore.daemon.watches import Watch, WatchRegistry
-from xenstore.errors import E2BIG, EACCES, EBUSY, EINVAL, ENOENT, ENOSYS, XenStoreError
+from xenstore.daemon.watches import WatchRegistry
+from xenstore.errors import E2BIG, EACCES, EBUSY, EINVAL, ENOENT, ENOSPC, ENOSYS, XenStoreError
 from xenstore.protocol.codec import Packet, join, split
 from xenstore.protocol.ops import PAYLOAD_MAX, Op
-from xenstore.store import Node, Store, View
+from xenstore.store import Store, View
 from xenstore.transactions import Transaction
 
 OK = b"OK\0"
 
-CONTROL_HELP = (
-    b"help\t\n"
-)
+CONTROL_HELP = b"help\t\nconflicts\t\n"
+
+#: How many recent commits the conflict explainer can name.
+COMMITS_REMEMBERED = 4096
 
 
 @dataclass(slots=True, eq=False)
@@ -79,6 +83,12 @@ class Server:
             path: perms.owner_only(0) for path in paths.SPECIAL_PATHS
         }
         self.watches = WatchRegistry()
+        #: Open transactions per unprivileged domain (the transactions quota).
+        self._open_by_domain: dict[int, int] = {}
+        #: generation -> who committed it, for the conflict explainer.
+        self._commits: dict[int, str] = {}
+        #: The latest refused commits, explained (CONTROL conflicts).
+        self.conflicts: deque[str] = deque(maxlen=100)
         self._next_conn_id = 1
         #: Effects of the request being handled: watch events, then the reply.
         self._effects: list[Effect] = []
@@ -91,7 +101,6 @@ class Server:
             Op.GET_PERMS: self._do_get_perms,
             Op.WATCH: self._do_watch,
             Op.UNWATCH: self._do_unwatch,
-            Op.RESET_WATCHES: self._do_reset_watches,
             Op.TRANSACTION_START: self._do_transaction_start,
             Op.TRANSACTION_END: self._do_transaction_end,
             Op.GET_DOMAIN_PATH: self._do_get_domain_path,
@@ -99,6 +108,7 @@ class Server:
             Op.MKDIR: self._do_mkdir,
             Op.RM: self._do_rm,
             Op.SET_PERMS: self._do_set_perms,
+            Op.RESET_WATCHES: self._do_reset_watches,
             Op.DIRECTORY_PART: self._do_directory_part,
         }
         # Ops whose header tx_id is not looked up (cxenstored's XS_FLAG_NOTID).
@@ -115,7 +125,9 @@ class Server:
 
     def disconnect(self, conn_id: int) -> list[Effect]:
         """Forget a connection: its transactions are aborted, its watches dropped."""
-        self.connections.pop(conn_id, None)
+        conn = self.connections.pop(conn_id, None)
+        if conn is not None:
+            self._abort_all(conn)
         self.watches.remove_all(conn_id)
         return []
 
@@ -128,6 +140,7 @@ class Server:
         effects: list[Effect] = []
         self._effects = effects
         self._after_reply = []
+        before = self.store.generation
         try:
             handler = self._dispatch.get(op)
             if handler is None:
@@ -145,10 +158,11 @@ class Server:
             effects.append(Log(f"internal error on {packet!r}: {exc!r}"))
             reply = b"EIO\0"
             op = Op.ERROR
+        if self.store.generation != before:
+            self._remember_commit(conn, packet)
         effects.append(Send(conn_id, Packet(op, req_id, tx_id, reply)))
         if self._after_reply:
             effects.extend(self._after_reply)
-            self._after_reply = []
         return effects
 
     # -- lookups with cxenstored's permission rules ---------------------------
@@ -156,84 +170,117 @@ class Server:
     def _path(self, conn: Connection, path: str) -> str:
         return paths.canonical(path, conn.domid, self.config.path_max)
 
-    def _access(self, conn: Connection, node: Node) -> int:
+    def _may(self, conn: Connection, view: View, path: str, need: int) -> bool:
         if conn.privileged:
-            return perms.FULL
-        return perms.access_for(node.perms, conn.domid, conn.target)
+            return True
+        have = perms.access_for(view.perms(path), conn.domid, conn.target)
+        return need & have == need
 
-    def _node(self, conn: Connection, view: View, path: str, need: int) -> Node:
-        """The node at ``path`` if ``conn`` has access ``need``, else EACCES or ENOENT."""
-        node = view.get(path)
-        if node is None:
+    def _check(self, conn: Connection, view: View, path: str, need: int) -> None:
+        """Pass if ``path`` exists and ``conn`` has access ``need``; else ENOENT or EACCES."""
+        if not view.exists(path):
             raise self._missing(conn, view, path)
-        if need & ~self._access(conn, node):
+        if not self._may(conn, view, path, need):
             raise EACCES(path)
-        return node
 
     def _missing(self, conn: Connection, view: View, path: str) -> XenStoreError:
         """ENOENT, unless the caller may not even learn that: EACCES hides existence."""
-        _, above = view.nearest_existing(path)
-        if self._access(conn, above) & perms.READ:
+        if conn.privileged:
             return ENOENT(path)
-        return EACCES(path)
+        above = self._nearest_existing(view, path)
+        return ENOENT(path) if self._may(conn, view, above, perms.READ) else EACCES(path)
 
-    def _create(self, conn: Connection, view: View, path: str, value: bytes) -> list[str]:
-        """Create a missing node (and missing parents): needs write access above it."""
-        _, above = view.nearest_existing(path)
-        if self._access(conn, above) & perms.BOTH != perms.BOTH:
-            raise EACCES(path)
-        return view.create(path, value, None if conn.privileged else conn.domid)
+    @staticmethod
+    def _nearest_existing(view: View, path: str) -> str:
+        while True:
+            path = paths.parent(path)
+            if view.exists(path):
+                return path
+
+    def _check_create(self, conn: Connection, view: View, path: str) -> None:
+        """Creating a node needs read and write access to its nearest existing ancestor."""
+        if not conn.privileged:
+            above = self._nearest_existing(view, path)
+            if not self._may(conn, view, above, perms.BOTH):
+                raise EACCES(path)
+
+    def _view(self, conn: Connection, tx: Transaction | None) -> View:
+        if tx is None:
+            return self.store
+        limit = self.config.transaction_nodes_max
+        if not conn.privileged and limit and len(tx.touched) >= limit:
+            raise ENOSPC(f"transaction {tx.tx_id} has touched {limit} nodes")
+        return tx
+
+    def _owner(self, conn: Connection) -> int | None:
+        return None if conn.privileged else conn.domid
+
+    def _fire(self, change: Change | None) -> None:
+        if change is not None:
+            self._effects.extend(self.watches.events(change, self._may_hear))
+
+    def _may_hear(self, conn_id: int, judged_by: tuple[perms.Perms, ...]) -> bool:
+        conn = self.connections[conn_id]
+        return conn.privileged or any(
+            perms.access_for(p, conn.domid, conn.target) & perms.READ for p in judged_by
+        )
 
     # -- node operations ------------------------------------------------------
 
     def _do_read(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
-        view = tx or self.store
-        return self._node(conn, view, self._path(conn, one_arg(payload)), perms.READ).value
+        path = self._path(conn, one_arg(payload))
+        view = self._view(conn, tx)
+        self._check(conn, view, path, perms.READ)
+        return view.value(path)
 
     def _do_write(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
         cut = payload.find(b"\0")
         if cut < 0:
             raise EINVAL("WRITE needs a path and a value")
         path = self._path(conn, payload[:cut].decode("latin-1"))
-        value = payload[cut + 1 :]
-        view = tx or self.store
-        if view.get(path) is None:
-            self._create(conn, view, path, value)
+        view = self._view(conn, tx)
+        if view.exists(path):
+            if not self._may(conn, view, path, perms.WRITE):
+                raise EACCES(path)
         else:
-            self._node(conn, view, path, perms.WRITE)
-            view.set_value(path, value)
-        self._changed(tx, self._node_change(view, path))
+            self._check_create(conn, view, path)
+        self._fire(view.write(path, payload[cut + 1 :], self._owner(conn)))
         return OK
 
     def _do_mkdir(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
         path = self._path(conn, one_arg(payload))
-        view = tx or self.store
-        if view.get(path) is None:
-            self._create(conn, view, path, b"")
-            self._changed(tx, self._node_change(view, path))
-        else:
-            self._node(conn, view, path, perms.WRITE)
+        view = self._view(conn, tx)
+        if view.exists(path):
+            if not self._may(conn, view, path, perms.WRITE):
+                raise EACCES(path)
+            return OK
+        self._check_create(conn, view, path)
+        self._fire(view.mkdir(path, self._owner(conn)))
         return OK
 
     def _do_rm(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
         path = self._path(conn, one_arg(payload))
-        view = tx or self.store
-        if view.get(path) is None:
+        view = self._view(conn, tx)
+        if not view.exists(path):
             error = self._missing(conn, view, path)
             # Removing what is already gone is fine, if its parent exists.
-            if isinstance(error, ENOENT) and view.get(paths.parent(path)) is not None:
+            if isinstance(error, ENOENT) and view.exists(paths.parent(path)):
                 return OK
             raise error
-        self._node(conn, view, path, perms.WRITE)
+        if not self._may(conn, view, path, perms.WRITE):
+            raise EACCES(path)
         if path == paths.ROOT:
             raise EINVAL("cannot remove /")
-        self._removed(tx, view, path)
+        # Removed nodes are only listed when someone watches inside the subtree.
+        self._fire(view.remove(path, bool(self.watches.watched_below(path))))
         return OK
 
     def _do_directory(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
-        view = tx or self.store
-        node = self._node(conn, view, self._path(conn, one_arg(payload)), perms.READ)
-        listing = join(*node.children) if node.children else b""
+        path = self._path(conn, one_arg(payload))
+        view = self._view(conn, tx)
+        self._check(conn, view, path, perms.READ)
+        names = view.children(path)
+        listing = join(*names) if names else b""
         if len(listing) > PAYLOAD_MAX:
             raise E2BIG("directory listing exceeds the payload limit: use DIRECTORY_PART")
         return listing
@@ -244,11 +291,13 @@ class Server:
         fields = split(payload)
         if len(fields) != 2 or len(join(*fields)) != len(payload):
             raise EINVAL("DIRECTORY_PART needs a path and an offset")
-        view = tx or self.store
-        node = self._node(conn, view, self._path(conn, fields[0].decode("latin-1")), perms.READ)
-        listing = join(*node.children) if node.children else b""
+        path = self._path(conn, fields[0].decode("latin-1"))
+        view = self._view(conn, tx)
+        self._check(conn, view, path, perms.READ)
+        names = view.children(path)
+        listing = join(*names) if names else b""
         offset = atoi(fields[1].decode("latin-1"))
-        generation = b"%d\0" % node.generation
+        generation = b"%d\0" % view.gencnt(path)
         if offset >= len(listing):
             return generation + b"\0"
         # Whole names only, as many as fit beside the generation and the end mark.
@@ -260,9 +309,10 @@ class Server:
         return generation + listing[offset:end]
 
     def _do_get_perms(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
-        view = tx or self.store
-        node = self._node(conn, view, self._path(conn, one_arg(payload)), perms.READ)
-        return join(*perms.format_list(node.perms))
+        path = self._path(conn, one_arg(payload))
+        view = self._view(conn, tx)
+        self._check(conn, view, path, perms.READ)
+        return join(*perms.format_list(view.perms(path)))
 
     def _do_set_perms(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
         fields = split(payload)
@@ -280,15 +330,11 @@ class Server:
             self.special_perms[raw_path] = new
             return OK
         path = self._path(conn, raw_path)
-        view = tx or self.store
-        node = self._node(conn, view, path, perms.WRITE | perms.OWNER)
-        if not conn.privileged and new[0].domid != node.perms[0].domid:
+        view = self._view(conn, tx)
+        self._check(conn, view, path, perms.WRITE | perms.OWNER)
+        if not conn.privileged and new[0].domid != view.perms(path)[0].domid:
             raise errors.EPERM("only a privileged domain may change a node's owner")
-        old = node.perms
-        view.set_perms(path, new)
-        above = view.get(paths.parent(path))
-        assert above is not None
-        self._changed(tx, Change(path, (old, new, above.perms)))
+        self._fire(view.set_perms(path, new))
         return OK
 
     # -- watches -------------------------------------------------------------------
@@ -307,7 +353,7 @@ class Server:
         relative_to = None if raw[:1] in ("/", "@") else paths.home(conn.domid) + "/"
         watch = self.watches.add(conn.conn_id, wpath, fields[1], depth, relative_to)
         # The first event fires at once, after the reply, as cxenstored sends it.
-        self._after_reply.append(self._event_packet(watch, wpath))
+        self._after_reply.append(watch.event(wpath))
         return OK
 
     def _do_unwatch(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
@@ -324,72 +370,14 @@ class Server:
         self, conn: Connection, tx: Transaction | None, payload: bytes
     ) -> bytes:
         self.watches.remove_all(conn.conn_id)
-        conn.transactions.clear()
+        self._abort_all(conn)
         return OK
-
-    def _node_change(self, view: View, path: str) -> Change:
-        """The change record of a written or created node: its perms and its parent's."""
-        node = view.get(path)
-        above = view.get(paths.parent(path))
-        assert node is not None and above is not None
-        return Change(path, (node.perms, above.perms))
-
-    def _removed(self, tx: Transaction | None, view: View, path: str) -> None:
-        """Remove a subtree and record what its removal tells watchers."""
-        above = view.get(paths.parent(path))
-        assert above is not None
-        removed = view.remove(path)
-        top = removed[-1][1]
-        entries: tuple[tuple[str, tuple[perms.Perms, ...]], ...] = ()
-        # Watches inside the subtree are rare: only then are its nodes listed.
-        if len(removed) > 1 and (tx is not None or self.watches.watched_below(path)):
-            node_of = dict(removed)
-            entries = tuple(
-                (gone, (node.perms, node_of[paths.parent(gone)].perms))
-                for gone, node in removed[:-1]
-            )
-        self._changed(tx, Change(path, (top.perms, above.perms), entries))
-
-    def _changed(self, tx: Transaction | None, change: Change) -> None:
-        if tx is not None:
-            tx.changes.append(change)
-        else:
-            self._fire(change)
-
-    def _fire(self, change: Change) -> None:
-        """Queue the watch events of one change, in cxenstored's order."""
-        registry = self.watches
-        if change.removed:
-            watched = registry.watched_below(change.path)
-            for gone, gone_perms in change.removed if watched else ():
-                if gone in watched:
-                    for watch in registry.on_exactly(gone):
-                        self._event(watch, gone, gone_perms)
-        for watch in registry.on_change(change.path):
-            self._event(watch, change.path, change.perms)
 
     def fire_special(self, name: str, domid: int) -> list[Effect]:
         """Events of ``@introduceDomain`` or ``@releaseDomain`` for ``domid``."""
-        effects: list[Effect] = []
-        special = self.special_perms[name]
-        for watch, epath in self.watches.on_special(name, domid):
-            conn = self.connections[watch.conn_id]
-            if conn.privileged or perms.access_for(special, conn.domid, conn.target) & perms.READ:
-                effects.append(self._event_packet(watch, epath))
-        return effects
-
-    def _event(self, watch: Watch, path: str, judged_by: tuple[perms.Perms, ...]) -> None:
-        conn = self.connections[watch.conn_id]
-        if not conn.privileged and not any(
-            perms.access_for(p, conn.domid, conn.target) & perms.READ for p in judged_by
-        ):
-            return
-        self._effects.append(self._event_packet(watch, path))
-
-    @staticmethod
-    def _event_packet(watch: Watch, path: str) -> Send:
-        payload = watch.epath(path).encode() + b"\0" + watch.token + b"\0"
-        return Send(watch.conn_id, Packet(Op.WATCH_EVENT, 0, 0, payload))
+        return list(
+            self.watches.special_events(name, domid, self._may_hear, self.special_perms[name])
+        )
 
     # -- transactions ------------------------------------------------------------
 
@@ -398,8 +386,15 @@ class Server:
     ) -> bytes:
         if tx is not None:
             raise EBUSY("already in a transaction")
+        if not conn.privileged:
+            limit = self.config.transactions_max
+            if limit and self._open_by_domain.get(conn.domid, 0) >= limit:
+                raise ENOSPC(f"domain {conn.domid} has {limit} transactions open")
+            self._open_by_domain[conn.domid] = self._open_by_domain.get(conn.domid, 0) + 1
         tx_id = conn.next_tx_id
-        conn.next_tx_id = tx_id + 1 if tx_id < 0xFFFFFFFF else 1
+        while tx_id in conn.transactions or tx_id == 0:
+            tx_id = (tx_id + 1) & 0xFFFFFFFF
+        conn.next_tx_id = (tx_id + 1) & 0xFFFFFFFF
         conn.transactions[tx_id] = Transaction(self.store, tx_id)
         return b"%d\0" % tx_id
 
@@ -410,12 +405,55 @@ class Server:
             raise EINVAL("TRANSACTION_END takes T or F")
         if tx is None:
             raise ENOENT("no transaction")
-        del conn.transactions[tx.tx_id]
-        if payload == b"T\0":
-            tx.commit()
-            for change in tx.changes:
-                self._fire(change)
+        self._forget(conn, tx)
+        if payload == b"F\0":
+            tx.close()
+            return OK
+        try:
+            changes = tx.commit()
+        except errors.EAGAIN as refused:
+            self._explain(conn, tx, refused)
+            raise
+        for change in changes:
+            self._fire(change)
         return OK
+
+    def _forget(self, conn: Connection, tx: Transaction) -> None:
+        del conn.transactions[tx.tx_id]
+        if not conn.privileged:
+            self._open_by_domain[conn.domid] -= 1
+
+    def _abort_all(self, conn: Connection) -> None:
+        for tx in list(conn.transactions.values()):
+            self._forget(conn, tx)
+            tx.close()
+
+    def _remember_commit(self, conn: Connection, packet: Packet) -> None:
+        commits = self._commits
+        what = Op(packet.op).name if packet.op in Op._value2member_map_ else str(packet.op)
+        detail = packet.payload.split(b"\0", 1)[0][:80].decode("latin-1")
+        who = f"connection {conn.conn_id} (domain {conn.domid})"
+        if packet.op == Op.TRANSACTION_END:
+            commits[self.store.generation] = f"{who} committing transaction {packet.tx_id}"
+        else:
+            commits[self.store.generation] = f"{who} {what} {detail}"
+        if len(commits) > COMMITS_REMEMBERED:
+            del commits[next(iter(commits))]
+
+    def _explain(self, conn: Connection, tx: Transaction, refused: XenStoreError) -> None:
+        """Say which path and which commit made a commit fail (log and CONTROL conflicts)."""
+        lines = []
+        for conflict in tx.conflicts()[:5]:
+            by = self._commits.get(conflict.changed_by, "a commit no longer remembered")
+            lines.append(
+                f"transaction {tx.tx_id} of connection {conn.conn_id} (domain {conn.domid}) "
+                f"refused: the {conflict.aspect} of {conflict.path} it read was changed by "
+                f"commit {conflict.changed_by}: {by}"
+            )
+        for line in lines or [str(refused)]:
+            self.conflicts.append(line)
+            if self.config.log_conflicts:
+                self._effects.append(Log(line))
 
     # -- domains and control ---------------------------------------------------
 
@@ -426,6 +464,8 @@ class Server:
 
     def _do_control(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
         fields = split(payload)
-        if not fields or fields[0] != b"help":
-            raise EINVAL("unknown CONTROL command")
-        return CONTROL_HELP + b"\0"
+        if fields == [b"help"]:
+            return CONTROL_HELP + b"\0"
+        if fields == [b"conflicts"]:
+            return "".join(line + "\n" for line in self.conflicts).encode() + b"\0"
+        raise EINVAL("unknown CONTROL command")

@@ -13,12 +13,21 @@ registered, as cxenstored orders them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
 from xenstore import paths
+from xenstore.changes import Change
+from xenstore.daemon.effects import Send
 from xenstore.errors import EEXIST, ENOENT
+from xenstore.perms import Perms
+from xenstore.protocol.codec import Packet
+from xenstore.protocol.ops import Op
+
+#: Whether connection ``conn_id`` may hear of a change judged by these perms.
+MayHear = Callable[[int, tuple[Perms, ...]], bool]
 
 
 @dataclass(slots=True, eq=False)
@@ -42,6 +51,11 @@ class Watch:
         if self.relative_to is not None and path.startswith(self.relative_to):
             return path[len(self.relative_to) :]
         return path
+
+    def event(self, path: str) -> Send:
+        """The WATCH_EVENT for a change at ``path`` (req_id and tx_id 0)."""
+        payload = self.epath(path).encode() + b"\0" + self.token + b"\0"
+        return Send(self.conn_id, Packet(Op.WATCH_EVENT, 0, 0, payload))
 
 
 def levels_below(path: str, top: str) -> int:
@@ -159,6 +173,42 @@ class WatchRegistry:
         self.examined += len(found)
         found.sort(key=lambda pair: _order(pair[0]))
         return found
+
+
+    # -- events ------------------------------------------------------------------
+
+    def events(self, change: Change, may_hear: MayHear) -> list[Send]:
+        """The events of one change, in cxenstored's order.
+
+        Watches on nodes removed inside the subtree fire first, children
+        before parents, each with its own path; then the watches on the changed
+        node and its ancestors.
+        """
+        out: list[Send] = []
+        if change.removed:
+            watched = self.watched_below(change.path)
+            for gone, judged_by in change.removed if watched else ():
+                if gone in watched:
+                    out.extend(
+                        watch.event(gone)
+                        for watch in self.on_exactly(gone)
+                        if may_hear(watch.conn_id, judged_by)
+                    )
+        out.extend(
+            watch.event(change.path)
+            for watch in self.on_change(change.path)
+            if may_hear(watch.conn_id, change.perms)
+        )
+        return out
+
+    def special_events(self, name: str, domid: int, may_hear: MayHear,
+                       perms: Perms) -> list[Send]:
+        """The events of ``@introduceDomain`` or ``@releaseDomain`` for ``domid``."""
+        return [
+            watch.event(epath)
+            for watch, epath in self.on_special(name, domid)
+            if may_hear(watch.conn_id, (perms,))
+        ]
 
 
 def _order(watch: Watch) -> tuple[int, int]:

@@ -1,21 +1,60 @@
-"""A transaction: a private overlay of writes over the live store.
+"""A transaction: a snapshot, a private overlay, a read set, and a log to replay.
 
-This is cxenstored 4.17's rule: the first time a transaction touches a node
-(read or write) it records the node's generation (-1 for a missing node);
-writes go to a private overlay; the commit fails with EAGAIN when any node it
-touched has changed since, and otherwise installs the overlay with one new
-generation stamp. Nothing of the overlay is visible to others before commit.
+Starting is O(1): the transaction notes the store's generation and reads the
+tree as it was then (:meth:`Store.at`); nothing is copied. Its own changes
+live in a private overlay of :class:`Pending` entries, so it reads its own
+writes and nobody else sees them.
+
+Every time it consults the snapshot it records what it relied on: a node's
+existence or absence, its value, its perms or its child list, with the
+generation it saw. At commit, a transaction that changed nothing always
+succeeds (it is serialised at its snapshot). One that changed something fails
+with EAGAIN only if something it *read* has changed since its snapshot;
+otherwise its logged changes are replayed on the current tree under one new
+generation, which serialises it at its commit point. Blind writes, sibling
+creations and removals of nodes whose children it never listed therefore
+commit where cxenstored would refuse them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from xenstore import paths
 from xenstore.changes import Change
 from xenstore.errors import EAGAIN
 from xenstore.perms import Perms
-from xenstore.store import Node, Store, inherited_perms, postorder
+from xenstore.store import Node, Store, inherited_perms
 
-_MISSING = -1
+#: What a read consulted.
+EXISTS, VALUE, PERMS, CHILDREN = "existence", "value", "perms", "children"
+
+
+class Conflict(NamedTuple):
+    """Why a commit failed: what the transaction read, and the change that moved it."""
+
+    path: str
+    aspect: str
+    #: The generation of the commit that changed it (0 when it is gone).
+    changed_by: int
+
+
+class Pending:
+    """A transaction's own state of one node it changed."""
+
+    __slots__ = ("added", "created", "dropped", "perms", "removed", "value")
+
+    def __init__(self) -> None:
+        #: It made this node: the snapshot's node there (if any) is invisible.
+        self.created = False
+        #: It removed this node (and so everything below).
+        self.removed = False
+        self.value: bytes | None = None
+        self.perms: Perms | None = None
+        #: Children it created here, in order; snapshot children it removed.
+        self.added: dict[str, None] = {}
+        self.dropped: set[str] = set()
 
 
 class Transaction:
@@ -24,90 +63,209 @@ class Transaction:
     def __init__(self, store: Store, tx_id: int) -> None:
         self.store = store
         self.tx_id = tx_id
-        #: Nodes this transaction changed: a private copy, or None if removed.
-        self.overlay: dict[str, Node | None] = {}
-        #: The generation of every node touched, when first touched.
-        self.seen: dict[str, int] = {}
-        #: What it changed, in order: its watch events fire at commit.
-        self.changes: list[Change] = []
+        self.snapshot = store.open_snapshot()
+        self.pending: dict[str, Pending] = {}
+        #: (path, aspect) -> what the snapshot showed: a bool for existence,
+        #: else the generation that last changed that aspect.
+        self.reads: dict[tuple[str, str], object] = {}
+        #: Its changes in order, replayed on the live tree at commit.
+        self.log: list[tuple[str, str, bytes | Perms | None, int | None]] = []
+        #: Distinct nodes read or changed: what the transaction-nodes quota limits.
+        self.touched: set[str] = set()
+        self._closed = False
 
-    # -- reading ------------------------------------------------------------
+    # -- the snapshot, recorded ---------------------------------------------------
 
-    def get(self, path: str) -> Node | None:
-        overlay = self.overlay
-        if path in overlay:
-            return overlay[path]
-        node = self.store.nodes.get(path)
-        if path not in self.seen:
-            self.seen[path] = node.generation if node is not None else _MISSING
+    def _base(self, path: str, aspect: str) -> Node:
+        node = self.store.at(path, self.snapshot)
+        assert node is not None, path
+        if (path, aspect) not in self.reads:
+            self.touched.add(path)
+            gen = node.vgen if aspect == VALUE else node.pgen if aspect == PERMS else node.cgen
+            self.reads[path, aspect] = gen
         return node
 
-    def nearest_existing(self, path: str) -> tuple[str, Node]:
-        while True:
-            path = paths.parent(path)
-            node = self.get(path)
-            if node is not None:
-                return path, node
+    def _shadowed(self, path: str) -> bool:
+        """Whether the snapshot below some ancestor is hidden by this transaction."""
+        pending = self.pending
+        if not pending:
+            return False
+        for above in paths.ancestors(path):
+            entry = pending.get(above)
+            if entry is not None and (entry.created or entry.removed):
+                return True
+        return False
 
-    # -- writing ------------------------------------------------------------
+    # -- reads (the View protocol) ---------------------------------------------------
 
-    def _own(self, path: str) -> Node:
-        """The private copy of an existing node, made on first write."""
-        node = self._existing(path)
-        if path not in self.overlay:
-            node = node.copy()
-            self.overlay[path] = node
-        return node
+    def exists(self, path: str) -> bool:
+        entry = self.pending.get(path)
+        if entry is not None and (entry.created or entry.removed):
+            return entry.created
+        if entry is None and self._shadowed(path):
+            return False
+        key = (path, EXISTS)
+        if key in self.reads:
+            return self.reads[key] is True
+        found = self.store.at(path, self.snapshot) is not None
+        self.reads[key] = found
+        self.touched.add(path)
+        return found
 
-    def create(self, path: str, value: bytes, owner: int | None) -> list[str]:
+    def value(self, path: str) -> bytes:
+        entry = self.pending.get(path)
+        if entry is not None and entry.value is not None:
+            return entry.value
+        return self._base(path, VALUE).value
+
+    def perms(self, path: str) -> Perms:
+        entry = self.pending.get(path)
+        if entry is not None and entry.perms is not None:
+            return entry.perms
+        return self._base(path, PERMS).perms
+
+    def children(self, path: str) -> Iterable[str]:
+        entry = self.pending.get(path)
+        if entry is not None and entry.created:
+            return list(entry.added)
+        names = self._base(path, CHILDREN).children
+        if entry is None:
+            return list(names)
+        return [n for n in names if n not in entry.dropped and n not in entry.added] + list(
+            entry.added
+        )
+
+    def gencnt(self, path: str) -> int:
+        if path in self.pending:
+            # Its own changes: a number that moves whenever it changes anything.
+            return (1 << 62) + len(self.log)
+        return self._base(path, CHILDREN).generation
+
+    # -- changes ----------------------------------------------------------------------
+
+    def _entry(self, path: str) -> Pending:
+        entry = self.pending.get(path)
+        if entry is None:
+            entry = self.pending[path] = Pending()
+            self.touched.add(path)
+        return entry
+
+    def write(self, path: str, value: bytes, owner: int | None) -> Change | None:
+        if self.exists(path):
+            self._entry(path).value = value
+        else:
+            self._create(path, value, owner)
+        self.log.append(("write", path, value, owner))
+        return None
+
+    def mkdir(self, path: str, owner: int | None) -> Change | None:
+        if not self.exists(path):
+            self._create(path, b"", owner)
+            self.log.append(("mkdir", path, None, owner))
+        return None
+
+    def _create(self, path: str, value: bytes, owner: int | None) -> None:
         missing = [path]
         top = paths.parent(path)
-        while self.get(top) is None:
+        while not self.exists(top):
             missing.append(top)
             top = paths.parent(top)
         missing.reverse()
-        above = self._own(top)
-        above.children[paths.basename(missing[0])] = None
-        perms = inherited_perms(above.perms, owner)
+        perms = inherited_perms(self.perms(top), owner)
+        self._link(top, paths.basename(missing[0]))
         for index, new in enumerate(missing):
-            children = {} if new == path else {paths.basename(missing[index + 1]): None}
-            self.overlay[new] = Node(value if new == path else b"", perms, 0, children)
-        return missing
+            entry = Pending()
+            entry.created = True
+            entry.perms = perms
+            entry.value = value if new == path else b""
+            if new != path:
+                entry.added[paths.basename(missing[index + 1])] = None
+            self.pending[new] = entry
+            self.touched.add(new)
 
-    def set_value(self, path: str, value: bytes) -> None:
-        self._own(path).value = value
+    def _link(self, parent: str, name: str) -> None:
+        """Add a child it created to an existing node's list (at the end, as cxenstored)."""
+        self._entry(parent).added[name] = None
 
-    def set_perms(self, path: str, perms: Perms) -> None:
-        self._own(path).perms = perms
+    def set_perms(self, path: str, perms: Perms) -> Change | None:
+        self._entry(path).perms = perms
+        self.log.append(("perms", path, perms, None))
+        return None
 
-    def remove(self, path: str) -> list[tuple[str, Node]]:
-        removed = postorder(path, self._existing)
-        for gone, _ in removed:
-            self.overlay[gone] = None
-        del self._own(paths.parent(path)).children[paths.basename(path)]
-        return removed
+    def remove(self, path: str, detail: bool) -> Change | None:
+        prefix = path + "/"
+        for below in [p for p in self.pending if p.startswith(prefix)]:
+            del self.pending[below]
+        entry = self.pending[path] = Pending()
+        entry.removed = True
+        self.touched.add(path)
+        above = self._entry(paths.parent(path))
+        name = paths.basename(path)
+        if name in above.added:
+            del above.added[name]
+        above.dropped.add(name)
+        self.log.append(("rm", path, None, None))
+        return None
 
-    def _existing(self, path: str) -> Node:
-        node = self.get(path)
-        assert node is not None, path
-        return node
+    # -- ending ---------------------------------------------------------------------------
 
-    # -- ending ---------------------------------------------------------------
-
-    def commit(self) -> list[str]:
-        """Install the overlay, or raise EAGAIN; return the changed paths."""
+    def conflicts(self) -> list[Conflict]:
+        """What it read that a commit after its snapshot has changed."""
         nodes = self.store.nodes
-        for path, generation in self.seen.items():
+        found = []
+        for (path, aspect), seen in self.reads.items():
             node = nodes.get(path)
-            if (node.generation if node is not None else _MISSING) != generation:
-                raise EAGAIN(f"transaction {self.tx_id}: {path} changed since it was read")
-        if not self.overlay:
-            return []
-        stamp = self.store.next_generation()
-        for path, copy in self.overlay.items():
-            if copy is None:
-                nodes.pop(path, None)
-            else:
-                copy.generation = stamp
-                nodes[path] = copy
-        return list(self.overlay)
+            if aspect == EXISTS:
+                if (node is not None) != seen:
+                    found.append(Conflict(path, aspect, node.vgen if node is not None else 0))
+                continue
+            if node is None:
+                found.append(Conflict(path, aspect, 0))
+                continue
+            now = node.vgen if aspect == VALUE else node.pgen if aspect == PERMS else node.cgen
+            if now != seen:
+                found.append(Conflict(path, aspect, now))
+        return found
+
+    def commit(self, detail: bool = True) -> list[Change]:
+        """Replay its changes on the live tree, or raise EAGAIN; the snapshot closes.
+
+        Returns the changes to fire, one per changed node, in the order the
+        nodes were first changed (each with its last change's details).
+        """
+        try:
+            if not self.log:
+                return []
+            conflicts = self.conflicts()
+            if conflicts:
+                first = conflicts[0]
+                raise EAGAIN(
+                    f"transaction {self.tx_id}: the {first.aspect} of {first.path} it read "
+                    f"was changed by commit {first.changed_by}"
+                )
+            store = self.store
+            gen = store.next_generation()
+            changes: dict[str, Change] = {}
+            for kind, path, arg, owner in self.log:
+                if kind == "write":
+                    assert isinstance(arg, bytes)
+                    change: Change | None = store.write(path, arg, owner, gen)
+                elif kind == "mkdir":
+                    change = store.mkdir(path, owner, gen)
+                elif kind == "perms":
+                    assert isinstance(arg, tuple)
+                    change = store.set_perms(path, arg, gen)
+                else:
+                    change = store.remove(path, detail, gen)
+                if change is not None:
+                    # A dict keeps a key's first position: the order of first change.
+                    changes[change.path] = change
+            return list(changes.values())
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End it without committing (abort, or its connection went away)."""
+        if not self._closed:
+            self._closed = True
+            self.store.close_snapshot(self.snapshot)
