@@ -55,6 +55,10 @@ LONGOPTS = (
     LongOption(b"number", True, ord("n")),
     LongOption(b"raw", False, ord("R")),
 )
+# Watch depths (-d/--depth) came after 4.17: only watch knows them, so that
+# the other modes still call -d an invalid option, as 4.17 does.
+WATCH_SHORTOPTS = SHORTOPTS + b"d:"
+WATCH_LONGOPTS = (*LONGOPTS, LongOption(b"depth", True, ord("d")))
 # Which modes accept each mode-specific flag.
 FLAG_MODES = {
     ord("f"): ("ls",),
@@ -64,6 +68,7 @@ FLAG_MODES = {
     ord("r"): ("chmod",),
     ord("n"): ("watch",),
     ord("R"): ("read", "write"),
+    ord("d"): ("watch",),
 }
 
 #: ``INT_MAX / 2``: the width ``ls -f`` asks for, i.e. no truncation.
@@ -120,6 +125,8 @@ class Job:
         self.recurse = False
         self.raw = False
         self.nr_watches = -1
+        #: The watch depth of ``watch -d``; negative: an ordinary watch.
+        self.depth = -1
         # ls's geometry: the line width it truncates to, the column the -p
         # dot leader runs to, and -f (full paths, no indent).
         self.max_width = 80
@@ -151,7 +158,10 @@ def _transaction_wanted(mode: str, count: int) -> bool:
 def parse(mode: str, argv: Sequence[bytes], msg: Usage, incl_mode: bool, stdout: Stdout) -> Job:
     """Parse ``argv`` (``argv[0]`` names getopt's messages) for ``mode``; exit on misuse."""
     job = Job(mode, msg, stdout)
-    parser = Parser(argv, SHORTOPTS, LONGOPTS, msg.write)
+    if mode == "watch":
+        parser = Parser(argv, WATCH_SHORTOPTS, WATCH_LONGOPTS, msg.write)
+    else:
+        parser = Parser(argv, SHORTOPTS, LONGOPTS, msg.write)
     for code, optarg in parser:
         if code == ord("h"):
             msg.usage(mode, incl_mode)
@@ -172,6 +182,8 @@ def parse(mode: str, argv: Sequence[bytes], msg: Usage, incl_mode: bool, stdout:
             job.recurse = True
         elif code == ord("n"):
             job.nr_watches = atoi(optarg or b"")
+        elif code == ord("d"):
+            job.depth = atoi(optarg or b"")
         elif code == ord("R"):
             job.raw = True
     job.operands = parser.operands
@@ -321,5 +333,5 @@ _PERFORMERS = {
     "list": ("xenstore.tools.list", "perform"),
     "ls": ("xenstore.tools.ls", "perform"),
     "chmod": ("xenstore.tools.chmod", "perform"),
-    "watch": ("xenstore.tools.multiplexer", "perform_watch"),
+    "watch": ("xenstore.tools.watch", "perform"),
 }

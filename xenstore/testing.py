@@ -1,0 +1,317 @@
+"""A throwaway XenStore daemon for your own tests, and a pytest plugin serving it.
+
+With the context manager::
+
+    from xenstore.testing import xenstored
+
+    with xenstored() as daemon, daemon.client() as xs:
+        xs.write("/vm/name", "guest")
+
+or, under pytest, with the fixtures this module registers (the package
+declares it as a ``pytest11`` plugin, so installing ``xenstore`` is enough):
+
+* ``xenstored``: a fresh :class:`TestDaemon` for the test; ``$XENSTORED_PATH``
+  points at it meanwhile, so code under test that connects the default way
+  (:class:`~xenstore.client.Client`, the ``xenstore-*`` tools, libxenstore)
+  finds it. ``@pytest.mark.xenstored(in_process=True, args=[...])`` changes
+  how it starts.
+* ``xs``: a :class:`~xenstore.client.Client` connected to it.
+
+Each daemon gets its own short socket path in a fresh directory under /tmp
+(a Unix socket address holds at most 107 bytes, which pytest's ``tmp_path``
+easily exceeds), removed when the daemon stops. Readiness is awaited, never
+guessed with a sleep: a subprocess daemon prints its pid once its socket
+listens (``-P``), an in-process one reports from ``nursery.start()``.
+
+Neither trio nor pytest is needed to import this module: trio is imported
+only for an in-process daemon, and the fixtures are defined only where pytest
+is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from xenstore.client import Client
+
+if TYPE_CHECKING:
+    import socket
+
+    import trio
+
+    from xenstore.daemon.shell import Shell
+
+__all__ = ["CLIENT_TIMEOUT", "START_TIMEOUT", "TestDaemon", "start", "xenstored"]
+
+#: How long a daemon may take to start listening before start() gives up.
+START_TIMEOUT = 30.0
+#: How long to wait for a stopped daemon before killing it.
+STOP_TIMEOUT = 10.0
+#: The timeout of the ``xs`` fixture's client: a test waiting for a watch
+#: event that never comes fails with TimeoutError instead of hanging.
+CLIENT_TIMEOUT = 30.0
+
+
+def _short_directory() -> str:
+    # /tmp rather than $TMPDIR: the latter may be deep enough to break sun_path.
+    base = "/tmp" if os.path.isdir("/tmp") else None
+    return tempfile.mkdtemp(prefix="xs", dir=base)
+
+
+class TestDaemon:
+    """A running daemon: where it listens, how to talk to it, how to stop it."""
+
+    # Not a test class, whatever its name says (pytest collects Test*).
+    __test__ = False
+
+    def __init__(self, directory: str) -> None:
+        #: The daemon's own directory (under /tmp), removed by :meth:`stop`.
+        self.directory = directory
+        #: The daemon's Unix socket.
+        self.socket_path = os.path.join(directory, "socket")
+        #: The daemon's process id (None for an in-process daemon).
+        self.pid: int | None = None
+
+    def client(self, timeout: float | None = None) -> Client:
+        """A new blocking client connected to the daemon (close it, or use ``with``)."""
+        return Client(self.socket_path, timeout=timeout)
+
+    def stop(self) -> None:
+        """Stop the daemon and remove its directory; calling it again does nothing."""
+        try:
+            self._stop()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _stop(self) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.socket_path}>"
+
+
+class _ProcessDaemon(TestDaemon):
+    """``python -m xenstore.daemon`` in a subprocess."""
+
+    def __init__(self, directory: str, args: Sequence[str]) -> None:
+        super().__init__(directory)
+        self._stderr_path = os.path.join(directory, "stderr")
+        argv = [sys.executable, "-m", "xenstore.daemon", "--socket", self.socket_path, "-P"]
+        # The daemon's messages go to a file: a pipe nobody reads could fill
+        # up and block it.
+        with open(self._stderr_path, "wb") as stderr:
+            self._process = subprocess.Popen(
+                [*argv, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
+            )
+        pid = self._await_pid()
+        if pid is None:
+            self._stop()
+            raise RuntimeError(f"the daemon did not start: {self._messages()}")
+        self.pid = pid
+
+    def _await_pid(self) -> int | None:
+        """The pid line the daemon prints once it listens; None if it died or hung."""
+        assert self._process.stdout is not None
+        fd = self._process.stdout.fileno()
+        deadline = time.monotonic() + START_TIMEOUT
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if readable:
+                chunk = os.read(fd, 1)
+                if not chunk:
+                    return None  # it exited
+                line += chunk
+        text = line.strip()
+        return int(text) if text.isdigit() else None
+
+    def _messages(self) -> str:
+        try:
+            with open(self._stderr_path, "rb") as f:
+                return f.read().decode(errors="replace").strip() or "(no message)"
+        except OSError:
+            return "(no message)"
+
+    def _stop(self) -> None:
+        process = self._process
+        if process.poll() is None:
+            process.terminate()  # SIGTERM: the daemon removes its socket and exits
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+class _ThreadDaemon(TestDaemon):
+    """The daemon's trio shell under ``trio.run`` in a background thread of this process."""
+
+    def __init__(self, directory: str, args: Sequence[str]) -> None:
+        super().__init__(directory)
+        from xenstore.daemon.shell import bind_unix
+
+        shell = _make_shell(self.socket_path, args)
+        listener = bind_unix(self.socket_path, shell.options.socket_mode)
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scope: trio.CancelScope | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(shell, listener), name=f"xenstored {self.socket_path}"
+        )
+        self._thread.daemon = True  # never keep the interpreter alive
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            self._stop()
+            raise RuntimeError("the in-process daemon did not start")
+        if self._error is not None:
+            self._thread.join()
+            raise RuntimeError(f"the in-process daemon did not start: {self._error!r}")
+
+    def _run(self, shell: Shell, listener: socket.socket) -> None:
+        import trio
+
+        try:
+            trio.run(self._serve, shell, listener)
+        except BaseException as exc:  # reported by __init__, or else by stop()
+            self._error = exc
+        finally:
+            self._ready.set()
+            if shell.tracer is not None:
+                shell.tracer.close()
+
+    async def _serve(self, shell: Shell, listener: socket.socket) -> None:
+        import trio
+
+        self._token = trio.lowlevel.current_trio_token()
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            async with trio.open_nursery() as nursery:
+                await nursery.start(shell.serve, listener)
+                self._ready.set()
+                await trio.sleep_forever()
+
+    def _stop(self) -> None:
+        import trio
+
+        token, scope = self._token, self._scope
+        if token is not None and scope is not None and self._thread.is_alive():
+            # Cancelling unwinds Shell.serve, which closes every connection
+            # and removes the socket.
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(scope.cancel, trio_token=token)
+        self._thread.join(STOP_TIMEOUT)
+        if self._thread.is_alive():
+            raise RuntimeError("the in-process daemon did not stop")
+        error, self._error = self._error, None
+        if error is not None:  # the shell crashed while serving: say so, once
+            raise RuntimeError(f"the in-process daemon failed: {error!r}") from error
+
+
+def _make_shell(socket_path: str, args: Sequence[str]) -> Shell:
+    """The daemon's Shell and Server as ``pyxenstored`` assembles them from ``args``.
+
+    Flags about the process (``-P``, ``-F``, ``-V``...) mean nothing in-process
+    and are ignored; a flag the daemon does not know raises ValueError.
+    """
+    from xenstore.daemon import options
+    from xenstore.daemon.config import Config
+    from xenstore.daemon.core import Server
+    from xenstore.daemon.shell import BACKLOG_MAX, Shell, ShellOptions
+    from xenstore.daemon.trace import Tracer
+
+    try:
+        parsed = options.parse(["--socket", socket_path, *args])
+    except SystemExit:  # argparse has printed why on stderr
+        raise ValueError(f"bad daemon arguments: {list(args)}") from None
+    config = Config()
+    if parsed.path_max is not None:
+        config.path_max = parsed.path_max
+    shell_options = ShellOptions(
+        socket_path=parsed.socket,
+        socket_mode=parsed.socket_mode,
+        backlog_max=parsed.backlog_max or BACKLOG_MAX,
+    )
+    tracer = Tracer(parsed.trace_file) if parsed.trace_file else None
+    return Shell(Server(config), shell_options, tracer)
+
+
+def start(*, in_process: bool = False, args: Sequence[str] = ()) -> TestDaemon:
+    """Start a daemon on a fresh socket and return once it accepts connections.
+
+    ``args`` are more of ``pyxenstored``'s flags (``-M 100``, ``-T FILE``...),
+    but not ``--socket``. The caller must :meth:`~TestDaemon.stop` it;
+    :func:`xenstored` does that for you.
+    """
+    directory = _short_directory()
+    try:
+        if in_process:
+            return _ThreadDaemon(directory, args)
+        return _ProcessDaemon(directory, args)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def xenstored(*, in_process: bool = False, args: Sequence[str] = ()) -> Iterator[TestDaemon]:
+    """A daemon for the duration of the ``with`` block, stopped and cleaned up after.
+
+    By default it runs as a subprocess (``python -m xenstore.daemon``), so the
+    test and the daemon share nothing; ``in_process=True`` runs it in a thread
+    of this process instead (faster to start, and its state is inspectable).
+    """
+    daemon = start(in_process=in_process, args=args)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+# -- the pytest plugin ---------------------------------------------------------------
+
+try:
+    import pytest
+except ImportError:  # the context manager above works without pytest
+    pass
+else:
+
+    def pytest_configure(config: pytest.Config) -> None:
+        """Declare the ``xenstored`` marker."""
+        config.addinivalue_line(
+            "markers",
+            "xenstored(in_process=False, args=()): how the xenstored fixture starts its daemon",
+        )
+
+    @pytest.fixture(name="xenstored")
+    def _xenstored_fixture(
+        request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    ) -> Iterator[TestDaemon]:
+        """A fresh daemon for this test; ``$XENSTORED_PATH`` points at it meanwhile."""
+        marker = request.node.get_closest_marker("xenstored")
+        kwargs = dict(marker.kwargs) if marker is not None else {}
+        with xenstored(**kwargs) as daemon:
+            monkeypatch.setenv("XENSTORED_PATH", daemon.socket_path)
+            yield daemon
+
+    @pytest.fixture(name="xs")
+    def _xs_fixture(xenstored: TestDaemon) -> Iterator[Client]:
+        """A blocking client of this test's daemon (``xenstored``)."""
+        with xenstored.client(timeout=CLIENT_TIMEOUT) as client:
+            yield client
