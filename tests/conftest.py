@@ -35,6 +35,7 @@ class OurDaemon:
         self.socket_path = os.path.join(self.directory, "socket")
         # stderr goes to a file: a pipe nobody drains could stall a chatty daemon.
         self.stderr_path = os.path.join(self.directory, "stderr")
+        self.stderr_text = ""
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "xenstore.daemon", "--socket", self.socket_path, "-P",
@@ -48,11 +49,13 @@ class OurDaemon:
             self.stop()
             raise RuntimeError(f"daemon did not start: {self.stderr_text}")
         self.pid = int(line)
-        self.stderr_text = ""
 
     def stderr(self) -> str:
-        with open(self.stderr_path, "rb") as stderr:
-            return stderr.read().decode(errors="replace")
+        try:
+            with open(self.stderr_path, "rb") as stderr:
+                return stderr.read().decode(errors="replace")
+        except FileNotFoundError:  # stopped already: what it said was kept
+            return self.stderr_text
 
     def stop(self) -> int:
         """Stop the daemon (SIGTERM, by PID); keep what it logged in ``stderr_text``."""
