@@ -39,8 +39,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
-from collections.abc import AsyncIterator, Iterable
-from typing import NamedTuple
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import NamedTuple, TypeVar
 
 import trio
 
@@ -48,9 +48,12 @@ from xenstore import errors
 from xenstore.protocol import requests
 from xenstore.protocol.codec import Framer, Packet, encode_parts, join
 from xenstore.protocol.ops import Op
+from xenstore.retry import ATTEMPTS, backoff
 from xenstore.sockets import default_socket_path
 
-__all__ = ["AsyncClient", "WatchEvent", "WatchEvents", "open_client"]
+__all__ = ["AsyncClient", "AsyncTransaction", "WatchEvent", "WatchEvents", "open_client"]
+
+T = TypeVar("T")
 
 #: How much one read of the socket asks for; replies are at most 4112 bytes.
 RECEIVE_SIZE = 65536
@@ -368,6 +371,48 @@ class AsyncClient:
         """Commit (or abort) a transaction; :class:`errors.EAGAIN` means retry it."""
         await self.request(Op.TRANSACTION_END, requests.transaction_end_payload(commit), tx)
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncTransaction]:
+        """``async with xs.transaction() as t: await t.write(...)``: commits on exit.
+
+        An exception (or cancellation) inside the block aborts the transaction
+        instead. The commit raises :class:`errors.EAGAIN` when another client
+        changed what the transaction read: see :meth:`retry`.
+        """
+        t = AsyncTransaction(self, await self.transaction_start())
+        try:
+            yield t
+        except BaseException:
+            with trio.CancelScope(shield=True), contextlib.suppress(
+                errors.XenStoreError, OSError, trio.ClosedResourceError
+            ):
+                await self.transaction_end(t.tx_id, commit=False)
+            raise
+        await self.transaction_end(t.tx_id, commit=True)
+
+    async def retry(
+        self,
+        work: Callable[[AsyncTransaction], Awaitable[T]],
+        attempts: int = ATTEMPTS,
+    ) -> T:
+        """Run ``await work(t)`` in a transaction until it commits; EAGAIN after ``attempts``.
+
+        Between attempts it sleeps a capped, jittered, growing delay
+        (:func:`xenstore.retry.backoff`). ``work`` may run several times, so it
+        should only act through ``t``.
+        """
+        delays = backoff(attempts)
+        while True:
+            try:
+                async with self.transaction() as t:
+                    result = await work(t)
+                return result
+            except errors.EAGAIN:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                await trio.sleep(delay)
+
     async def get_domain_path(self, domid: int) -> str:
         """The home path of a domain, ``/local/domain/<domid>``."""
         return requests.domain_path_of(await self.request(Op.GET_DOMAIN_PATH, join(str(domid))))
@@ -440,6 +485,40 @@ class AsyncClient:
             contextlib.suppress(errors.ENOENT, ConnectionResetError, trio.ClosedResourceError),
         ):
             await self.request(Op.UNWATCH, requests.unwatch_payload(watch.wpath, watch.token))
+
+
+class AsyncTransaction:
+    """An :class:`AsyncClient`'s node operations bound to one open transaction."""
+
+    __slots__ = ("client", "tx_id")
+
+    def __init__(self, client: AsyncClient, tx_id: int) -> None:
+        self.client = client
+        self.tx_id = tx_id
+
+    async def read(self, path: str) -> bytes:
+        return await self.client.read(path, self.tx_id)
+
+    async def write(self, path: str, value: bytes | str) -> None:
+        await self.client.write(path, value, self.tx_id)
+
+    async def mkdir(self, path: str) -> None:
+        await self.client.mkdir(path, self.tx_id)
+
+    async def rm(self, path: str) -> None:
+        await self.client.rm(path, self.tx_id)
+
+    async def exists(self, path: str) -> bool:
+        return await self.client.exists(path, self.tx_id)
+
+    async def directory(self, path: str) -> list[str]:
+        return await self.client.directory(path, self.tx_id)
+
+    async def get_perms(self, path: str) -> list[str]:
+        return await self.client.get_perms(path, self.tx_id)
+
+    async def set_perms(self, path: str, perms: Iterable[str]) -> None:
+        await self.client.set_perms(path, perms, self.tx_id)
 
 
 @contextlib.asynccontextmanager

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from xenstore import errors
 from xenstore.protocol import requests
 from xenstore.protocol.codec import Framer, Packet, encode_parts, join
 from xenstore.protocol.ops import Op
+from xenstore.retry import ATTEMPTS, backoff
 from xenstore.sockets import default_socket_path
+
+T = TypeVar("T")
 
 
 class _Stream(Protocol):
@@ -183,6 +188,46 @@ class Client:
     def transaction_end(self, tx: int, commit: bool = True) -> None:
         self.request(Op.TRANSACTION_END, requests.transaction_end_payload(commit), tx)
 
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """``with xs.transaction() as t: t.write(...)``: commits on leaving the block.
+
+        An exception inside the block aborts the transaction instead. The
+        commit raises :class:`~xenstore.errors.EAGAIN` when another client
+        changed what the transaction read: see :meth:`retry`.
+        """
+        t = Transaction(self, self.transaction_start())
+        try:
+            yield t
+        except BaseException:
+            with suppress(errors.XenStoreError, OSError):
+                self.transaction_end(t.tx_id, commit=False)
+            raise
+        self.transaction_end(t.tx_id, commit=True)
+
+    def retry(
+        self,
+        work: Callable[[Transaction], T],
+        attempts: int = ATTEMPTS,
+        *,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> T:
+        """Run ``work(t)`` in a transaction until it commits; EAGAIN after ``attempts``.
+
+        ``work`` may run several times, so it should only act through ``t``.
+        """
+        delays = backoff(attempts)
+        while True:
+            try:
+                with self.transaction() as t:
+                    result = work(t)
+                return result
+            except errors.EAGAIN:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                sleep(delay)
+
     def get_domain_path(self, domid: int) -> str:
         return requests.domain_path_of(self.request(Op.GET_DOMAIN_PATH, join(str(domid))))
 
@@ -202,3 +247,37 @@ class Client:
         while not self._events:
             self._receive()
         return self._events.popleft()
+
+
+class Transaction:
+    """A :class:`Client`'s node operations bound to one open transaction."""
+
+    __slots__ = ("client", "tx_id")
+
+    def __init__(self, client: Client, tx_id: int) -> None:
+        self.client = client
+        self.tx_id = tx_id
+
+    def read(self, path: str) -> bytes:
+        return self.client.read(path, self.tx_id)
+
+    def write(self, path: str, value: bytes | str) -> None:
+        self.client.write(path, value, self.tx_id)
+
+    def mkdir(self, path: str) -> None:
+        self.client.mkdir(path, self.tx_id)
+
+    def rm(self, path: str) -> None:
+        self.client.rm(path, self.tx_id)
+
+    def exists(self, path: str) -> bool:
+        return self.client.exists(path, self.tx_id)
+
+    def directory(self, path: str) -> list[str]:
+        return self.client.directory(path, self.tx_id)
+
+    def get_perms(self, path: str) -> list[str]:
+        return self.client.get_perms(path, self.tx_id)
+
+    def set_perms(self, path: str, perms: Iterable[str]) -> None:
+        self.client.set_perms(path, perms, self.tx_id)

@@ -230,26 +230,13 @@ def _make_shell(socket_path: str, args: Sequence[str]) -> Shell:
     Flags about the process (``-P``, ``-F``, ``-V``...) mean nothing in-process
     and are ignored; a flag the daemon does not know raises ValueError.
     """
-    from xenstore.daemon import options
-    from xenstore.daemon.config import Config
-    from xenstore.daemon.core import Server
-    from xenstore.daemon.shell import BACKLOG_MAX, Shell, ShellOptions
-    from xenstore.daemon.trace import Tracer
+    from xenstore.daemon import assemble, options
 
     try:
         parsed = options.parse(["--socket", socket_path, *args])
     except SystemExit:  # argparse has printed why on stderr
         raise ValueError(f"bad daemon arguments: {list(args)}") from None
-    config = Config()
-    if parsed.path_max is not None:
-        config.path_max = parsed.path_max
-    shell_options = ShellOptions(
-        socket_path=parsed.socket,
-        socket_mode=parsed.socket_mode,
-        backlog_max=parsed.backlog_max or BACKLOG_MAX,
-    )
-    tracer = Tracer(parsed.trace_file) if parsed.trace_file else None
-    return Shell(Server(config), shell_options, tracer)
+    return assemble.build_shell(parsed)
 
 
 def start(*, in_process: bool = False, args: Sequence[str] = ()) -> TestDaemon:

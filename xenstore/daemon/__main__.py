@@ -12,11 +12,8 @@ from collections.abc import Sequence
 
 import trio
 
-from xenstore.daemon import options
-from xenstore.daemon.config import Config
-from xenstore.daemon.core import Server
-from xenstore.daemon.shell import BACKLOG_MAX, Shell, ShellOptions, bind_unix
-from xenstore.daemon.trace import Tracer
+from xenstore.daemon import assemble, options
+from xenstore.daemon.shell import Shell, bind_unix
 
 log = logging.getLogger("xenstore.daemon")
 
@@ -73,21 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="pyxenstored: %(message)s",
     )
-    for flag in options.not_yet_given(args):
+    for flag in [*options.not_yet_given(args), *assemble.quotas_not_yet(args)]:
         print(f"pyxenstored: warning: {flag} is not implemented yet; ignored", file=sys.stderr)
-    config = Config()
-    if args.path_max is not None:
-        config.path_max = args.path_max
-    tracer = Tracer(args.trace_file) if args.trace_file else None
-    shell = Shell(
-        Server(config),
-        ShellOptions(
-            socket_path=args.socket,
-            socket_mode=args.socket_mode,
-            backlog_max=args.backlog_max or BACKLOG_MAX,
-        ),
-        tracer,
-    )
+    try:
+        shell = assemble.build_shell(args)
+    except ValueError as exc:
+        print(f"pyxenstored: {exc}", file=sys.stderr)
+        return 2
     try:
         listener = bind_unix(args.socket, args.socket_mode)
     except (OSError, ValueError) as exc:
@@ -97,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trio.run(run, shell, listener, args)
     finally:
-        if tracer:
-            tracer.close()
+        if shell.tracer:
+            shell.tracer.close()
         if args.pid_file:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(args.pid_file)

@@ -13,9 +13,7 @@ NOT_YET = {
     "entry_nb": "-E/--entry-nb (node quota per domain)",
     "entry_size": "-S/--entry-size (node size quota)",
     "watch_nb": "-W/--watch-nb (watch quota per domain)",
-    "transaction": "-t/--transaction (transaction quota per domain)",
     "perm_nb": "-A/--perm-nb (permissions per node quota)",
-    "quota": "-Q/--quota",
     "quota_soft": "-q/--quota-soft",
     "timeout": "-w/--timeout",
     "keep_orphans": "-K/--keep-orphans",
@@ -66,9 +64,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-E", "--entry-nb", type=int, help="(not implemented yet)")
     p.add_argument("-S", "--entry-size", type=int, help="(not implemented yet)")
     p.add_argument("-W", "--watch-nb", type=int, help="(not implemented yet)")
-    p.add_argument("-t", "--transaction", type=int, help="(not implemented yet)")
+    p.add_argument("-t", "--transaction", metavar="NB", type=int,
+                   help="open transactions per unprivileged domain (default 10; 0: no limit)")
     p.add_argument("-A", "--perm-nb", type=int, help="(not implemented yet)")
-    p.add_argument("-Q", "--quota", action="append", help="(not implemented yet)")
+    p.add_argument("-Q", "--quota", metavar="NAME=NB", action="append",
+                   help="set a quota: transaction-nodes (nodes one unprivileged transaction "
+                   "may touch, default 1024); memory, outstanding: not implemented yet")
     p.add_argument("-q", "--quota-soft", action="append", help="(not implemented yet)")
     p.add_argument("-w", "--timeout", action="append", help="(not implemented yet)")
     p.add_argument("-K", "--keep-orphans", action="store_true", help="(not implemented yet)")
