@@ -64,7 +64,7 @@ CASES = [
     Case("lost update: reads a, writes a; other writes a",
          _base, lambda xs, tx: xs.write("/c/a", xs.read("/c/a", tx) + b"+", tx),
          lambda xs, tx: xs.write("/c/a", "B"), "EAGAIN", "EAGAIN"),
-    Case("lost update, other writes the same value",
+    Case("lost update: reads a, writes a; other writes a, the same value",
          _base, lambda xs, tx: xs.write("/c/a", xs.read("/c/a", tx) + b"+", tx),
          lambda xs, tx: xs.write("/c/a", "1"), "EAGAIN", "EAGAIN"),
     Case("write skew: reads a and b, writes a; other reads both, writes b",
