@@ -7,7 +7,6 @@ from xenstore.daemon.config import Config
 from xenstore.daemon.core import Server
 from xenstore.daemon.effects import Log
 from xenstore.protocol.ops import Op
-from xenstore.store import Store
 
 
 def guest_server(**limits: int) -> tuple[Server, Caller]:
