@@ -46,6 +46,31 @@ def _read_missing_then_write(xs: Client, tx: int) -> None:
     xs.write("/c/x", "1", tx)
 
 
+def _read_a_write_x(xs: Client, tx: int) -> None:
+    xs.read("/c/a", tx)
+    xs.write("/c/x", "1", tx)
+
+
+def _skew_mine(xs: Client, tx: int) -> None:
+    xs.read("/c/a", tx)
+    xs.read("/c/b", tx)
+    xs.write("/c/a", "2", tx)
+
+
+def _list_d_write_x(xs: Client, tx: int) -> None:
+    xs.directory("/c/d", tx)
+    xs.write("/c/x", "1", tx)
+
+
+def _perms_n_write_x(xs: Client, tx: int) -> None:
+    xs.get_perms("/c/n", tx)
+    xs.write("/c/x", "1", tx)
+
+
+def _read_only(xs: Client, tx: int) -> None:
+    xs.read("/c/a", tx)
+
+
 def _skew_other(xs: Client, tx: int) -> None:
     other = xs.transaction_start()
     xs.read("/c/a", other)
@@ -59,7 +84,7 @@ CASES = [
          _base, lambda xs, tx: xs.write("/c/a", "T", tx), lambda xs, tx: xs.write("/c/a", "B"),
          "commit", "EAGAIN"),
     Case("reads a, writes x; other writes a",
-         _base, lambda xs, tx: None,
+         _base, _read_a_write_x,
          lambda xs, tx: xs.write("/c/a", "B"), "EAGAIN", "EAGAIN"),
     Case("lost update: reads a, writes a; other writes a",
          _base, lambda xs, tx: xs.write("/c/a", xs.read("/c/a", tx) + b"+", tx),
@@ -69,13 +94,13 @@ CASES = [
          lambda xs, tx: xs.write("/c/a", "1"), "EAGAIN", "EAGAIN"),
     Case("write skew: reads a and b, writes a; other reads both, writes b",
          _base,
-         lambda xs, tx: None,
+         _skew_mine,
          _skew_other, "EAGAIN", "EAGAIN"),
     Case("creates d/x; other creates d/y",
          _base, lambda xs, tx: xs.write("/c/d/x", "1", tx), lambda xs, tx: xs.write("/c/d/y", "1"),
          "commit", "EAGAIN"),
     Case("lists d, writes x; other creates d/y",
-         _base, lambda xs, tx: None,
+         _base, _list_d_write_x,
          lambda xs, tx: xs.write("/c/d/y", "1"), "EAGAIN", "EAGAIN"),
     Case("reads a missing node, writes x; other creates it",
          _base, _read_missing_then_write, lambda xs, tx: xs.write("/c/missing", "1"),
@@ -87,10 +112,10 @@ CASES = [
          _base, lambda xs, tx: xs.write("/c/n", "T", tx),
          lambda xs, tx: xs.set_perms("/c/n", ["n0", "r1"]), "commit", "EAGAIN"),
     Case("reads n's perms, writes x; other changes n's perms",
-         _base, lambda xs, tx: None,
+         _base, _perms_n_write_x,
          lambda xs, tx: xs.set_perms("/c/n", ["n0", "r1"]), "EAGAIN", "EAGAIN"),
     Case("read-only: reads a; other writes a",
-         _base, lambda xs, tx: xs.read("/c/a", tx) and None, lambda xs, tx: xs.write("/c/a", "B"),
+         _base, _read_only, lambda xs, tx: xs.write("/c/a", "B"),
          "commit", "EAGAIN"),
     Case("writes a; other writes an unrelated node",
          _base, lambda xs, tx: xs.write("/c/a", "T", tx),
