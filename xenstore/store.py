@@ -134,6 +134,8 @@ class Store:
         self._history_order: deque[tuple[int, str]] = deque()
         #: Generations of the open snapshots (a multiset).
         self._snapshots = SortedList()
+        #: Nodes per owner domain (for the nodes quota).
+        self.owned: dict[int, int] = {0: 1}
         # The initial tree of cxenstored: /tool/xenstored.
         self.write("/tool/xenstored", b"", None)
 
@@ -254,6 +256,8 @@ class Store:
         above.children[paths.basename(missing[0])] = None
         above.cgen = gen
         perms = inherited_perms(above.perms, owner)
+        owner_id = perms[0].domid
+        self.owned[owner_id] = self.owned.get(owner_id, 0) + len(missing)
         node = above
         for index, new in enumerate(missing):
             self._save(new, None, gen)
@@ -268,6 +272,9 @@ class Store:
         node = self.nodes[path]
         self._save(path, node, gen)
         old = node.perms
+        if old[0].domid != perms[0].domid:
+            self._disown(old[0].domid)
+            self.owned[perms[0].domid] = self.owned.get(perms[0].domid, 0) + 1
         node.perms = perms
         node.pgen = gen
         return Change(path, (old, perms, self.nodes[paths.parent(path)].perms))
@@ -293,11 +300,19 @@ class Store:
             )
         for gone, node in removed:
             self._save(gone, node, gen, copy=False)
+            self._disown(node.perms[0].domid)
             del nodes[gone]
         self._save(above_path, above, gen)
         del above.children[paths.basename(path)]
         above.cgen = gen
         return Change(path, (removed[-1][1].perms, above.perms), entries)
+
+    def _disown(self, owner: int) -> None:
+        left = self.owned[owner] - 1
+        if left:
+            self.owned[owner] = left
+        else:
+            del self.owned[owner]
 
     # -- inspection --------------------------------------------------------------
 
@@ -338,4 +353,9 @@ class Store:
                     problems.append(f"{path}: not listed by its parent")
         if not self._snapshots and self.history:
             problems.append(f"{len(self.history)} paths keep versions with no snapshot open")
+        counted: dict[int, int] = {}
+        for node in nodes.values():
+            counted[node.perms[0].domid] = counted.get(node.perms[0].domid, 0) + 1
+        if counted != self.owned:
+            problems.append(f"owner counts {self.owned} but the tree has {counted}")
         return problems

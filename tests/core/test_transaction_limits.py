@@ -10,7 +10,9 @@ from xenstore.protocol.ops import Op
 
 
 def guest_server(**limits: int) -> tuple[Server, Caller]:
-    server = Server(Config(**limits))
+    config = Config()
+    config.quotas.update({name.replace("_", "-"): value for name, value in limits.items()})
+    server = Server(config)
     dom0 = Caller(server)
     dom0.write("/local/domain/4", "")
     dom0.set_perms("/local/domain/4", "n4")
@@ -33,7 +35,7 @@ def test_ten_open_transactions_per_unprivileged_domain_across_connections() -> N
 
 
 def test_transactions_limit_is_configurable() -> None:
-    server, _ = guest_server(transactions_max=2)
+    server, _ = guest_server(transactions=2)
     guest = Caller(server, 4, False)
     guest.start()
     guest.start()
@@ -41,7 +43,7 @@ def test_transactions_limit_is_configurable() -> None:
 
 
 def test_nodes_touched_per_transaction() -> None:
-    server, dom0 = guest_server(transaction_nodes_max=5)
+    server, dom0 = guest_server(transaction_nodes=5)
     guest = Caller(server, 4, False)
     tx = guest.start()
     for i in range(4):  # touches its home and four new nodes: five

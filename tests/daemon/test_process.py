@@ -123,7 +123,7 @@ def test_flags_of_later_features_warn() -> None:
     directory = short_tempdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "xenstore.daemon", "--socket", os.path.join(directory, "s"),
-         "-P", "-W", "5", "-K"],
+         "-P", "-q", "memory=100", "-w", "watch-event=20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stdout and proc.stderr
@@ -131,8 +131,8 @@ def test_flags_of_later_features_warn() -> None:
     proc.terminate()
     proc.wait(10)
     err = proc.stderr.read()
-    assert "-W/--watch-nb" in err and "not implemented yet" in err
-    assert "-K/--keep-orphans" in err
+    assert "-q/--quota-soft" in err and "not implemented yet" in err
+    assert "-w/--timeout" in err
 
 
 def test_trace_file_in_cxenstored_format() -> None:

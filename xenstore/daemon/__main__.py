@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="pyxenstored: %(message)s",
     )
-    for flag in [*options.not_yet_given(args), *assemble.quotas_not_yet(args)]:
+    for flag in options.not_yet_given(args):
         print(f"pyxenstored: warning: {flag} is not implemented yet; ignored", file=sys.stderr)
     try:
         shell = assemble.build_shell(args)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from xenstore.protocol.ops import REL_PATH_MAX
+from xenstore.daemon.domains import DEFAULT_QUOTAS
 
 
 @dataclass(slots=True)
 class Config:
-    """Limits and switches of one :class:`~xenstore.daemon.core.Server` (0: no limit)."""
+    """Limits and switches of one :class:`~xenstore.daemon.core.Server`.
 
-    #: The path-max quota (``-M``): bytes a path may have beyond a domain's home.
-    path_max: int = REL_PATH_MAX
-    #: Open transactions per unprivileged domain (``-t``), as current cxenstored.
-    transactions_max: int = 10
-    #: Nodes one unprivileged transaction may touch (``-Q transaction-nodes=``).
-    transaction_nodes_max: int = 1024
+    ``quotas`` are the global quotas by their wire names (``nodes``,
+    ``watches``, ``transactions``, ``node-size``, ``permissions``,
+    ``path-max``, ``transaction-nodes``, ``memory``, ``outstanding``): the
+    defaults of every domain; 0 disables one. Privileged connections are exempt
+    from all but ``path-max``, which cxenstored 4.17 applies to dom0 too.
+    """
+
+    quotas: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
     #: Log every refused commit with its cause (they are kept for CONTROL anyway).
     log_conflicts: bool = True
+    #: At RELEASE, hand a domain's nodes to dom0 instead of removing them (``-K``).
+    keep_orphans: bool = False

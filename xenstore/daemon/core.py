@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from xenstore import errors, paths, perms
 from xenstore.changes import Change
 from xenstore.daemon.config import Config
+from xenstore.daemon.domain_ops import DomainOps, readable_by_all
+from xenstore.daemon.domains import Domain
 from xenstore.daemon.effects import Effect, Log, Send
 from xenstore.daemon.watches import WatchRegistry
 from xenstore.errors import E2BIG, EACCES, EBUSY, EINVAL, ENOENT, ENOSPC, ENOSYS, XenStoreError
@@ -71,17 +73,29 @@ def atoi(text: str) -> int:
     return (sign * value) & 0xFFFFFFFF
 
 
-class Server:
+#: Ops only privileged callers may use (cxenstored's XS_FLAG_PRIV).
+PRIVILEGED_OPS = frozenset(
+    (Op.INTRODUCE, Op.RELEASE, Op.IS_DOMAIN_INTRODUCED, Op.RESUME, Op.SET_TARGET,
+     Op.GET_FEATURE, Op.SET_FEATURE, Op.GET_QUOTA, Op.SET_QUOTA)
+)
+
+
+class Server(DomainOps):
     """The whole state of a XenStore daemon, and the request handlers."""
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.store = Store()
         self.connections: dict[int, Connection] = {}
-        #: Perms of @introduceDomain and @releaseDomain: they decide who gets those events.
+        #: Perms of @introduceDomain and @releaseDomain: they decide who gets those
+        #: events. @releaseDomain is readable by every domain, as in current cxenstored.
         self.special_perms: dict[str, perms.Perms] = {
-            path: perms.owner_only(0) for path in paths.SPECIAL_PATHS
+            paths.INTRODUCE_DOMAIN: perms.owner_only(0),
+            paths.RELEASE_DOMAIN: readable_by_all(0),
         }
+        self.domains: dict[int, Domain] = {}
+        #: SET_FEATURE values of domains not introduced yet.
+        self.pending_features: dict[int, int] = {}
         self.watches = WatchRegistry()
         #: Open transactions per unprivileged domain (the transactions quota).
         self._open_by_domain: dict[int, int] = {}
@@ -110,6 +124,15 @@ class Server:
             Op.SET_PERMS: self._do_set_perms,
             Op.RESET_WATCHES: self._do_reset_watches,
             Op.DIRECTORY_PART: self._do_directory_part,
+            Op.INTRODUCE: self._do_introduce,
+            Op.RELEASE: self._do_release,
+            Op.IS_DOMAIN_INTRODUCED: self._do_is_domain_introduced,
+            Op.RESUME: self._do_resume,
+            Op.SET_TARGET: self._do_set_target,
+            Op.GET_FEATURE: self._do_get_feature,
+            Op.SET_FEATURE: self._do_set_feature,
+            Op.GET_QUOTA: self._do_get_quota,
+            Op.SET_QUOTA: self._do_set_quota,
         }
         # Ops whose header tx_id is not looked up (cxenstored's XS_FLAG_NOTID).
         self._no_tx_lookup: frozenset[int] = frozenset((Op.WATCH, Op.UNWATCH))
@@ -120,7 +143,9 @@ class Server:
         """Register a new connection; returns its id."""
         conn_id = self._next_conn_id
         self._next_conn_id += 1
-        self.connections[conn_id] = Connection(conn_id, domid, privileged)
+        domain = self.domains.get(domid)
+        target = domain.target if domain is not None else None
+        self.connections[conn_id] = Connection(conn_id, domid, privileged, target)
         return conn_id
 
     def disconnect(self, conn_id: int) -> list[Effect]:
@@ -145,6 +170,8 @@ class Server:
             handler = self._dispatch.get(op)
             if handler is None:
                 raise ENOSYS(f"op {op}")
+            if op in PRIVILEGED_OPS and not conn.privileged:
+                raise EACCES(f"{Op(op).name} is for privileged domains only")
             tx = None
             if tx_id and op not in self._no_tx_lookup:
                 tx = conn.transactions.get(tx_id)
@@ -168,7 +195,7 @@ class Server:
     # -- lookups with cxenstored's permission rules ---------------------------
 
     def _path(self, conn: Connection, path: str) -> str:
-        return paths.canonical(path, conn.domid, self.config.path_max)
+        return paths.canonical(path, conn.domid, self._quota(conn, "path-max"))
 
     def _may(self, conn: Connection, view: View, path: str, need: int) -> bool:
         if conn.privileged:
@@ -203,17 +230,50 @@ class Server:
             above = self._nearest_existing(view, path)
             if not self._may(conn, view, above, perms.BOTH):
                 raise EACCES(path)
+            levels = path.count("/") - (above.count("/") if above != paths.ROOT else 0)
+            if self._over(conn, "nodes", self.store.owned.get(conn.domid, 0) + levels):
+                self._effects.append(Log(f"domain {conn.domid}: nodes quota hit at {path}"))
+                raise ENOSPC(f"domain {conn.domid} owns too many nodes")
+            self._check_size(conn, above, 0, path[len(above):].lstrip("/").split("/")[0])
 
     def _view(self, conn: Connection, tx: Transaction | None) -> View:
         if tx is None:
             return self.store
-        limit = self.config.transaction_nodes_max
+        limit = self._quota(conn, "transaction-nodes")
         if not conn.privileged and limit and len(tx.touched) >= limit:
             raise ENOSPC(f"transaction {tx.tx_id} has touched {limit} nodes")
         return tx
 
     def _owner(self, conn: Connection) -> int | None:
         return None if conn.privileged else conn.domid
+
+    def _quota(self, conn: Connection, name: str) -> int:
+        """The caller's limit ``name`` (0: none): its domain's own, else the global one."""
+        domain = self.domains.get(conn.domid)
+        if domain is not None and name in domain.quotas:
+            return domain.quotas[name]
+        return self.config.quotas[name]
+
+    def _over(self, conn: Connection, name: str, amount: int) -> bool:
+        """Whether ``amount`` exceeds the caller's quota ``name`` (never for dom0)."""
+        if conn.privileged:
+            return False
+        limit = self._quota(conn, name)
+        return bool(limit) and amount > limit
+
+    def _check_size(
+        self, conn: Connection, path: str, value_size: int, new_child: str = ""
+    ) -> None:
+        """The node-size quota: value, perms and child names, as cxenstored counts them."""
+        if conn.privileged:
+            return
+        node = self.store.nodes.get(path)
+        names = sum(len(n) + 1 for n in node.children) if node is not None else 0
+        n_perms = len(node.perms) if node is not None else 1
+        size = value_size + names + (len(new_child) + 1 if new_child else 0) + 8 * n_perms
+        if self._over(conn, "node-size", size):
+            self._effects.append(Log(f"domain {conn.domid}: node-size quota hit at {path}"))
+            raise ENOSPC(f"node {path} would be {size} bytes")
 
     def _fire(self, change: Change | None) -> None:
         if change is not None:
@@ -239,6 +299,7 @@ class Server:
             raise EINVAL("WRITE needs a path and a value")
         path = self._path(conn, payload[:cut].decode("latin-1"))
         view = self._view(conn, tx)
+        self._check_size(conn, path, len(payload) - cut - 1)
         if view.exists(path):
             if not self._may(conn, view, path, perms.WRITE):
                 raise EACCES(path)
@@ -318,6 +379,9 @@ class Server:
         fields = split(payload)
         if len(fields) < 2:
             raise EINVAL("SET_PERMS needs a path and at least one permission")
+        if self._over(conn, "permissions", len(fields) - 1):
+            self._effects.append(Log(f"domain {conn.domid}: permissions quota hit"))
+            raise ENOSPC(f"{len(fields) - 1} permission entries")
         new = perms.parse_list([f.decode("latin-1") for f in fields[1:]])
         if new[0].domid >= perms.DOMID_FIRST_RESERVED:
             raise ENOENT("the owner is not a domain")
@@ -349,7 +413,16 @@ class Server:
                 raise EINVAL("the watch depth must be a small decimal number")
             depth = int(fields[2])
         raw = fields[0].decode("latin-1")
-        wpath = paths.canonical_watch(raw, conn.domid, self.config.path_max)
+        wpath = paths.canonical_watch(raw, conn.domid, self._quota(conn, "path-max"))
+        if not conn.privileged:
+            count = sum(
+                len(self.watches.by_conn.get(c.conn_id, ()))
+                for c in self.connections.values()
+                if c.domid == conn.domid
+            )
+            if self._over(conn, "watches", count + 1):
+                self._effects.append(Log(f"domain {conn.domid}: watches quota hit"))
+                raise ENOSPC(f"domain {conn.domid} has too many watches")
         relative_to = None if raw[:1] in ("/", "@") else paths.home(conn.domid) + "/"
         watch = self.watches.add(conn.conn_id, wpath, fields[1], depth, relative_to)
         # The first event fires at once, after the reply, as cxenstored sends it.
@@ -387,7 +460,7 @@ class Server:
         if tx is not None:
             raise EBUSY("already in a transaction")
         if not conn.privileged:
-            limit = self.config.transactions_max
+            limit = self._quota(conn, "transactions")
             if limit and self._open_by_domain.get(conn.domid, 0) >= limit:
                 raise ENOSPC(f"domain {conn.domid} has {limit} transactions open")
             self._open_by_domain[conn.domid] = self._open_by_domain.get(conn.domid, 0) + 1

@@ -27,4 +27,22 @@ class Log(NamedTuple):
     message: str
 
 
-Effect = Send | Close | Log
+class Listen(NamedTuple):
+    """Open the socket of an introduced domain (``--domain-dir``/<domid>)."""
+
+    domid: int
+
+
+class Unlisten(NamedTuple):
+    """Remove the socket of a released domain."""
+
+    domid: int
+
+
+class TraceFile(NamedTuple):
+    """CONTROL logfile/log: trace to ``path`` from now on (None: stop tracing)."""
+
+    path: str | None
+
+
+Effect = Send | Close | Log | Listen | Unlisten | TraceFile

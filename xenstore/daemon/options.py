@@ -10,13 +10,8 @@ from xenstore.sockets import default_socket_path
 #: Flags cxenstored has whose effect arrives with a later part of this daemon:
 #: accepted, and announced on stderr, never silently ignored.
 NOT_YET = {
-    "entry_nb": "-E/--entry-nb (node quota per domain)",
-    "entry_size": "-S/--entry-size (node size quota)",
-    "watch_nb": "-W/--watch-nb (watch quota per domain)",
-    "perm_nb": "-A/--perm-nb (permissions per node quota)",
     "quota_soft": "-q/--quota-soft",
     "timeout": "-w/--timeout",
-    "keep_orphans": "-K/--keep-orphans",
 }
 
 
@@ -53,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
                    help="append every request and reply to FILE in cxenstored's trace format")
     p.add_argument("-V", "--verbose", action="store_true", help="verbose logging on stderr")
     p.add_argument("-M", "--path-max", metavar="CHARS", type=int, default=None,
-                   help="limit the length of node paths (default 2048)")
+                   help="limit the length of node paths, for every connection (default 2048)")
     p.add_argument("--backlog-max", metavar="BYTES", type=int, default=None,
                    help="disconnect a client whose unread output exceeds BYTES (default 16 MiB)")
     # Accepted for compatibility; they change nothing here.
@@ -61,18 +56,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-I", "--internal-db", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-R", "--no-recovery", action="store_true", help=argparse.SUPPRESS)
     # Not implemented yet (see NOT_YET): a warning is printed when given.
-    p.add_argument("-E", "--entry-nb", type=int, help="(not implemented yet)")
-    p.add_argument("-S", "--entry-size", type=int, help="(not implemented yet)")
-    p.add_argument("-W", "--watch-nb", type=int, help="(not implemented yet)")
+    p.add_argument("-E", "--entry-nb", metavar="NB", type=int,
+                   help="nodes an unprivileged domain may own (default 1000)")
+    p.add_argument("-S", "--entry-size", metavar="BYTES", type=int,
+                   help="size of a node an unprivileged domain writes (default 2048)")
+    p.add_argument("-W", "--watch-nb", metavar="NB", type=int,
+                   help="watches per unprivileged domain (default 128)")
     p.add_argument("-t", "--transaction", metavar="NB", type=int,
                    help="open transactions per unprivileged domain (default 10; 0: no limit)")
-    p.add_argument("-A", "--perm-nb", type=int, help="(not implemented yet)")
+    p.add_argument("-A", "--perm-nb", metavar="NB", type=int,
+                   help="permission entries per node set by an unprivileged domain (default 5)")
     p.add_argument("-Q", "--quota", metavar="NAME=NB", action="append",
-                   help="set a quota: transaction-nodes (nodes one unprivileged transaction "
-                   "may touch, default 1024); memory, outstanding: not implemented yet")
+                   help="set a quota by name: nodes, watches, transactions, node-size, "
+                   "permissions, path-max, transaction-nodes, memory, outstanding")
     p.add_argument("-q", "--quota-soft", action="append", help="(not implemented yet)")
     p.add_argument("-w", "--timeout", action="append", help="(not implemented yet)")
-    p.add_argument("-K", "--keep-orphans", action="store_true", help="(not implemented yet)")
+    p.add_argument("-K", "--keep-orphans", action="store_true",
+                   help="at RELEASE, give a domain's nodes to dom0 instead of removing them")
     return p
 
 

@@ -1,0 +1,258 @@
+"""Domain management requests: INTRODUCE, RELEASE and friends, quotas and features.
+
+A mixin of :class:`~xenstore.daemon.core.Server`, split out to keep each module
+to one concern; it uses the server's state (``domains``, ``connections``,
+``store``, ``watches``) and helpers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xenstore import paths, perms
+from xenstore.daemon.domains import SUPPORTED_FEATURES, Domain, parse_domid, parse_number
+from xenstore.daemon.effects import Close, Effect, Listen, Log, Unlisten
+from xenstore.errors import EBUSY, EINVAL, ENOENT
+from xenstore.perms import Perm, intern
+from xenstore.protocol.codec import split
+
+if TYPE_CHECKING:
+    from xenstore.changes import Change
+    from xenstore.daemon.config import Config
+    from xenstore.daemon.core import Connection
+    from xenstore.daemon.watches import WatchRegistry
+    from xenstore.store import Store
+    from xenstore.transactions import Transaction
+
+OK = b"OK\0"
+
+
+class DomainOps:
+    """The handlers of the domain-management ops (privileged callers only)."""
+
+    if TYPE_CHECKING:  # what the Server provides
+        config: Config
+        store: Store
+        watches: WatchRegistry
+        connections: dict[int, Connection]
+        domains: dict[int, Domain]
+        pending_features: dict[int, int]
+        _effects: list[Effect]
+
+        def disconnect(self, conn_id: int) -> list[Effect]: ...
+
+        def fire_special(self, name: str, domid: int) -> list[Effect]: ...
+
+        def _fire(self, change: Change | None) -> None: ...
+
+    def _do_introduce(
+        self, conn: Connection, tx: Transaction | None, payload: bytes
+    ) -> bytes:
+        fields = split(payload)
+        if len(fields) != 3:
+            raise EINVAL("INTRODUCE takes a domid, a gfn and an event channel")
+        domid = parse_domid(fields[0])
+        try:
+            gfn, evtchn = int(fields[1]), int(fields[2])
+        except ValueError:
+            raise EINVAL("the gfn and event channel must be decimal numbers") from None
+        if evtchn <= 0:
+            raise EINVAL("the event channel must be positive")
+        known = self.domains.get(domid)
+        if known is not None:
+            # Re-introducing with the same page rebinds the channel (cxenstored).
+            if known.gfn != gfn:
+                raise EINVAL(f"domain {domid} is already introduced with another page")
+            known.evtchn = evtchn
+            return OK
+        domain = Domain(domid, gfn, evtchn, features=self.pending_features.pop(domid, 0))
+        self.domains[domid] = domain
+        self._effects.append(Listen(domid))
+        self._effects.extend(self.fire_special(paths.INTRODUCE_DOMAIN, domid))
+        return OK
+
+    def _do_release(
+        self, conn: Connection, tx: Transaction | None, payload: bytes
+    ) -> bytes:
+        domid = self._domain_arg(payload)
+        self._effects.extend(self.release(domid, "released"))
+        return OK
+
+    def _domain_arg(self, payload: bytes) -> int:
+        fields = split(payload)
+        if len(fields) != 1:
+            raise EINVAL("expected one domid")
+        domid = parse_domid(fields[0])
+        if domid not in self.domains:
+            raise ENOENT(f"domain {domid} is not introduced")
+        return domid
+
+    def release(self, domid: int, why: str) -> list[Effect]:
+        """End a domain: close its connections, clean up after it, fire @releaseDomain.
+
+        Its connections go first (with their watches and transactions); then
+        the nodes it owns are removed (with watch events), or handed to dom0
+        with ``keep_orphans``; its entries in other nodes' ACLs are dropped, as
+        current cxenstored revokes a dead domain's rights; then @releaseDomain.
+        """
+        effects: list[Effect] = [Log(f"domain {domid} {why}")]
+        del self.domains[domid]
+        for conn_id in [c.conn_id for c in self.connections.values() if c.domid == domid]:
+            effects.append(Close(conn_id, f"domain {domid} {why}"))
+            self.disconnect(conn_id)
+        effects.append(Unlisten(domid))
+        saved, self._effects = self._effects, effects
+        try:
+            self._clean_up_after(domid)
+        finally:
+            self._effects = saved
+        effects.extend(self.fire_special(paths.RELEASE_DOMAIN, domid))
+        return effects
+
+    def _clean_up_after(self, domid: int) -> None:
+        store = self.store
+        owned_tops = []
+        rewrite = []
+        for path, node in store.nodes.items():
+            if node.perms[0].domid == domid:
+                above = store.nodes.get(paths.parent(path)) if path != "/" else None
+                if above is None or above.perms[0].domid != domid:
+                    owned_tops.append(path)
+            elif any(p.domid == domid for p in node.perms[1:]):
+                rewrite.append(path)
+        for path in rewrite:
+            old = store.nodes[path].perms
+            store.set_perms(path, intern((old[0], *(p for p in old[1:] if p.domid != domid))))
+        for path in owned_tops:
+            if path not in store.nodes:
+                continue  # went with an earlier subtree
+            if self.config.keep_orphans:
+                for below in list(store.walk(path)):
+                    node = store.nodes[below]
+                    if node.perms[0].domid == domid:
+                        store.set_perms(below, intern((Perm(0, node.perms[0].access),
+                                                       *node.perms[1:])))
+            else:
+                self._fire(store.remove(path, bool(self.watches.watched_below(path))))
+
+    def _do_is_domain_introduced(
+        self, conn: Connection, tx: Transaction | None, payload: bytes
+    ) -> bytes:
+        fields = split(payload)
+        if len(fields) != 1:
+            raise EINVAL("expected one domid")
+        domid = parse_domid(fields[0], allow_zero=True)
+        return b"T\0" if domid == 0 or domid in self.domains else b"F\0"
+
+    def _do_resume(
+        self, conn: Connection, tx: Transaction | None, payload: bytes
+    ) -> bytes:
+        self.domains[self._domain_arg(payload)].shutdown = False
+        return OK
+
+    def _do_set_target(
+        self, conn: Connection, tx: Transaction | None, payload: bytes
+    ) -> bytes:
+        fields = split(payload)
+        if len(fields) != 2:
+            raise EINVAL("SET_TARGET takes a domid and a target domid")
+        domid = parse_domid(fields[0])
+        target = parse_domid(fields[1])
+        if domid not in self.domains:
+            raise ENOENT(f"domain {domid} is not introduced")
+        self.domains[domid].target = target
+        for other in self.connections.values():
+            if other.domid == domid:
+                other.target = target
+        return OK
+
+    def _do_get_feature(
+        self, conn: Connection, tx: Transaction | None, payload: bytes
+    ) -> bytes:
+        fields = [f for f in split(payload) if f]
+        if not fields:
+            return b"%d\0" % SUPPORTED_FEATURES
+        if len(fields) != 1:
+            raise EINVAL("GET_FEATURE takes an optional domid")
+        domid = parse_domid(fields[0])
+        domain = self.domains.get(domid)
+        if domain is not None:
+            return b"%d\0" % domain.features
+        if domid in self.pending_features:
+            return b"%d\0" % self.pending_features[domid]
+        raise ENOENT(f"domain {domid} is not known")
+
+    def _do_set_feature(
+        self, conn: Connection, tx: Transaction | None, payload: bytes
+    ) -> bytes:
+        fields = split(payload)
+        if len(fields) != 2:
+            raise EINVAL("SET_FEATURE takes a domid and a value")
+        domid, value = parse_domid(fields[0]), parse_number(fields[1])
+        if value & ~SUPPORTED_FEATURES:
+            raise EINVAL(f"unsupported feature bits {value:#x}")
+        if domid in self.domains:
+            raise EBUSY(f"domain {domid} is already introduced")
+        self.pending_features[domid] = value
+        return OK
+
+    def _do_get_quota(
+        self, conn: Connection, tx: Transaction | None, payload: bytes
+    ) -> bytes:
+        fields = [f for f in split(payload) if f]
+        if not fields:
+            return " ".join(self.config.quotas).encode() + b"\0"
+        if len(fields) > 2:
+            raise EINVAL("GET_QUOTA takes [[domid] name]")
+        name = self._quota_name(fields[-1])
+        if len(fields) == 1:
+            return b"%d\0" % self.config.quotas[name]
+        domain = self._introduced(fields[0])
+        return b"%d\0" % domain.quotas.get(name, self.config.quotas[name])
+
+    def _do_set_quota(
+        self, conn: Connection, tx: Transaction | None, payload: bytes
+    ) -> bytes:
+        fields = split(payload)
+        if len(fields) not in (2, 3):
+            raise EINVAL("SET_QUOTA takes [domid] name value")
+        name, value = self._quota_name(fields[-2]), parse_number(fields[-1])
+        if len(fields) == 2:
+            self.config.quotas[name] = value
+        else:
+            self._introduced(fields[0]).quotas[name] = value
+        return OK
+
+    def _quota_name(self, raw: bytes) -> str:
+        name = raw.decode("latin-1")
+        if name not in self.config.quotas:
+            raise EINVAL(f"no quota named {name!r}")
+        return name
+
+    def _introduced(self, raw: bytes) -> Domain:
+        domain = self.domains.get(parse_domid(raw))
+        if domain is None:
+            raise ENOENT(f"domain {raw!r} is not introduced")
+        return domain
+
+    def domain_died(self, domid: int, dead: bool) -> list[Effect]:
+        """Simulate what Xen would tell: the domain shut down, or died.
+
+        A shutdown fires @releaseDomain once (RESUME re-arms it); a death
+        releases the domain as RELEASE does.
+        """
+        domain = self.domains.get(domid)
+        if domain is None:
+            raise ENOENT(f"domain {domid} is not introduced")
+        if dead:
+            return self.release(domid, "died")
+        if domain.shutdown:
+            return []
+        domain.shutdown = True
+        return [Log(f"domain {domid} shut down"),
+                *self.fire_special(paths.RELEASE_DOMAIN, domid)]
+
+
+def readable_by_all(domid: int = 0) -> perms.Perms:
+    """``r<domid>``: owned by ``domid``, readable by every domain."""
+    return intern((Perm(domid, perms.READ),))
