@@ -46,6 +46,11 @@ def build_shell(args: argparse.Namespace) -> Shell:
             socket_path=args.socket,
             socket_mode=args.socket_mode,
             backlog_max=args.backlog_max or BACKLOG_MAX,
+            domain_dir=args.domain_dir,
+            domain_socket_mode=args.domain_socket_mode,
+            domain_socket_owner=args.domain_socket_owner,
+            write_rate=args.write_rate[0],
+            write_burst=args.write_rate[1],
         ),
         tracer,
     )

@@ -22,6 +22,22 @@ def _mode(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an octal mode: {text}") from None
 
 
+def _owner(text: str) -> tuple[int, int]:
+    uid, _, gid = text.partition(":")
+    try:
+        return int(uid), int(gid) if gid else -1
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not UID[:GID]: {text}") from None
+
+
+def _rate(text: str) -> tuple[float, int]:
+    rate, _, burst = text.partition("/")
+    try:
+        return float(rate), int(burst) if burst else 10
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not RATE[/BURST]: {text}") from None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pyxenstored",
@@ -49,6 +65,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-V", "--verbose", action="store_true", help="verbose logging on stderr")
     p.add_argument("-M", "--path-max", metavar="CHARS", type=int, default=None,
                    help="limit the length of node paths, for every connection (default 2048)")
+    p.add_argument("--domain-dir", metavar="DIR",
+                   help="after INTRODUCE of domain N, listen on DIR/N: whoever connects there "
+                   "is domain N (unprivileged)")
+    p.add_argument("--domain-socket-mode", metavar="OCTAL", type=_mode, default=0o600,
+                   help="file mode of each domain socket (default 0600)")
+    p.add_argument("--domain-socket-owner", metavar="UID[:GID]", type=_owner, default=None,
+                   help="give each domain socket to this user (and group)")
+    p.add_argument("--write-rate", metavar="RATE[/BURST]", type=_rate, default=(200.0, 10),
+                   help="writes a second a guest domain may make, and how many at once "
+                   "(default 200/10; 0: no limit)")
     p.add_argument("--backlog-max", metavar="BYTES", type=int, default=None,
                    help="disconnect a client whose unread output exceeds BYTES (default 16 MiB)")
     # Accepted for compatibility; they change nothing here.

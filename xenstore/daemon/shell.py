@@ -22,10 +22,12 @@ from dataclasses import dataclass
 import trio
 
 from xenstore.daemon.core import Server
-from xenstore.daemon.effects import Close, Effect, Log, Send
+from xenstore.daemon.effects import Close, Effect, Listen, Log, Send, TraceFile, Unlisten
+from xenstore.daemon.ratelimit import TokenBucket
 from xenstore.daemon.trace import Tracer
 from xenstore.errors import ProtocolError
 from xenstore.protocol.codec import Framer, encode
+from xenstore.protocol.ops import Op
 from xenstore.sockets import SUN_PATH_MAX
 
 log = logging.getLogger("xenstore.daemon")
@@ -33,16 +35,23 @@ log = logging.getLogger("xenstore.daemon")
 RECV_SIZE = 65536
 #: Default bound of a connection's unsent output (``--backlog-max``).
 BACKLOG_MAX = 16 * 1024 * 1024
+#: Requests that count against a guest's write rate, as cxenstored counts them.
+WRITES = frozenset((Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS, Op.TRANSACTION_END))
 
 
 class Peer:
     """The I/O side of one connection."""
 
-    __slots__ = ("backlog", "closing", "conn_id", "flushing", "out", "scope", "sock")
+    __slots__ = (
+        "backlog", "closing", "conn_id", "domid", "drained", "flushing", "out", "scope", "sock",
+    )
 
-    def __init__(self, conn_id: int, sock: socket.socket) -> None:
+    def __init__(self, conn_id: int, sock: socket.socket, domid: int | None = None) -> None:
         self.conn_id = conn_id
         self.sock = sock
+        #: The guest domain behind a domain socket; None for the dom0 socket.
+        self.domid = domid
+        self.drained = trio.Event()
         #: Output produced while handling the current read, sent in one go.
         self.out: list[bytes] = []
         #: What the kernel would not take yet.
@@ -57,6 +66,14 @@ class ShellOptions:
     socket_path: str
     socket_mode: int = 0o600
     backlog_max: int = BACKLOG_MAX
+    #: Where introduced domains get their sockets (``--domain-dir``); None: nowhere.
+    domain_dir: str | None = None
+    domain_socket_mode: int = 0o600
+    #: (uid, gid) to give each domain socket, or None to leave it as created.
+    domain_socket_owner: tuple[int, int] | None = None
+    #: A guest domain's writes per second, and how many may come at once.
+    write_rate: float = 200.0
+    write_burst: int = 10
 
 
 def bind_unix(path: str, mode: int) -> socket.socket:
@@ -95,6 +112,9 @@ class Shell:
         self.peers: dict[int, Peer] = {}
         self._dirty: list[Peer] = []
         self._nursery: trio.Nursery | None = None
+        #: Listening sockets of introduced domains, with the scope of their accept loop.
+        self._domain_sockets: dict[int, tuple[socket.socket, trio.CancelScope, str]] = {}
+        self._rates: dict[int, TokenBucket] = {}
 
     async def serve(
         self,
@@ -112,28 +132,71 @@ class Shell:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
-                while True:
-                    await trio.lowlevel.wait_readable(listener)
-                    try:
-                        sock, _ = listener.accept()
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError as exc:  # EMFILE and friends: keep serving the others
-                        log.warning("accept failed: %s", exc)
-                        await trio.sleep(0.05)
-                        continue
-                    sock.setblocking(False)
-                    nursery.start_soon(self._serve_peer, sock)
+                await self._accept(listener, None)
         finally:
             trio.lowlevel.notify_closing(listener)
             listener.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.options.socket_path)
+            for domid in list(self._domain_sockets):
+                self._unlisten(domid)
 
-    async def _serve_peer(self, sock: socket.socket) -> None:
+    async def _accept(self, listener: socket.socket, domid: int | None) -> None:
+        """Accept connections until cancelled: dom0's (domid None) or a guest's."""
+        assert self._nursery is not None
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:  # EMFILE and friends: keep serving the others
+                log.warning("accept failed: %s", exc)
+                await trio.sleep(0.05)
+                continue
+            sock.setblocking(False)
+            self._nursery.start_soon(self._serve_peer, sock, domid)
+
+    # -- guest sockets ------------------------------------------------------------
+
+    def _listen(self, domid: int) -> None:
+        directory = self.options.domain_dir
+        if directory is None or self._nursery is None or domid in self._domain_sockets:
+            return
+        path = os.path.join(directory, str(domid))
+        try:
+            sock = bind_unix(path, self.options.domain_socket_mode)
+            if self.options.domain_socket_owner is not None:
+                os.chown(path, *self.options.domain_socket_owner)
+        except (OSError, ValueError) as exc:
+            log.warning("domain %d: cannot listen on %s: %s", domid, path, exc)
+            return
+        scope = trio.CancelScope()
+        self._domain_sockets[domid] = (sock, scope, path)
+
+        async def accept() -> None:
+            with scope:
+                await self._accept(sock, domid)
+
+        self._nursery.start_soon(accept)
+        log.info("domain %d: listening on %s", domid, path)
+
+    def _unlisten(self, domid: int) -> None:
+        entry = self._domain_sockets.pop(domid, None)
+        if entry is None:
+            return
+        sock, scope, path = entry
+        scope.cancel()
+        trio.lowlevel.notify_closing(sock)
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self._rates.pop(domid, None)
+
+    async def _serve_peer(self, sock: socket.socket, domid: int | None = None) -> None:
         server = self.server
-        conn_id = server.connect()
-        peer = Peer(conn_id, sock)
+        conn_id = server.connect() if domid is None else server.connect(domid, privileged=False)
+        peer = Peer(conn_id, sock, domid)
         self.peers[conn_id] = peer
         if self.tracer:
             self.tracer.created(conn_id)
@@ -141,6 +204,11 @@ class Shell:
         try:
             with peer.scope:
                 while not peer.closing:
+                    if peer.backlog and domid is not None:
+                        # A guest's replies must drain before it is heard again:
+                        # what it sends meanwhile waits in the kernel, not here.
+                        await peer.drained.wait()
+                        continue
                     await trio.lowlevel.wait_readable(sock)
                     try:
                         data = sock.recv(RECV_SIZE)
@@ -155,10 +223,11 @@ class Shell:
                     except ProtocolError as exc:
                         log.info("connection %d: %s; closing it", conn_id, exc)
                         break
-                    tracer = self.tracer
                     for packet in packets:
-                        if tracer:
-                            tracer.message("IN", conn_id, packet)
+                        if domid is not None and packet.op in WRITES:
+                            await self._take_write_token(peer, domid)
+                        if self.tracer:
+                            self.tracer.message("IN", conn_id, packet)
                         self.carry_out(server.handle(conn_id, packet))
                     self.flush_dirty()
                     if framer.broken:
@@ -174,6 +243,19 @@ class Shell:
                 self.tracer.destroyed(conn_id)
             trio.lowlevel.notify_closing(sock)
             sock.close()
+
+    async def _take_write_token(self, peer: Peer, domid: int) -> None:
+        """Hold a guest's write until its domain's rate allows it (cxenstored's wrl)."""
+        bucket = self._rates.get(domid)
+        if bucket is None:
+            bucket = TokenBucket(self.options.write_rate, self.options.write_burst,
+                                 trio.current_time())
+            self._rates[domid] = bucket
+        wait = bucket.take(trio.current_time())
+        if wait > 0:
+            self.flush_dirty()  # answer what came before it first
+            log.debug("domain %d: write rate limit, waiting %.3f s", domid, wait)
+            await trio.sleep(wait)
 
     # -- carrying out the core's effects ---------------------------------------
 
@@ -193,6 +275,12 @@ class Shell:
                 self.close_peer(effect.conn_id, effect.reason)
             elif type(effect) is Log:
                 log.warning("%s", effect.message)
+            elif type(effect) is Listen:
+                self._listen(effect.domid)
+            elif type(effect) is Unlisten:
+                self._unlisten(effect.domid)
+            elif type(effect) is TraceFile:
+                self._retrace(effect.path)
 
     def flush_dirty(self) -> None:
         """Write what each connection got during this batch, in place when possible."""
@@ -239,10 +327,23 @@ class Shell:
                     self.close_peer(peer.conn_id, "send failed")
                     return
                 del peer.backlog[:sent]
+            if not peer.backlog:
+                peer.drained.set()
+                peer.drained = trio.Event()
         except trio.ClosedResourceError:
             pass  # the reader task closed the connection meanwhile
         finally:
             peer.flushing = False
+
+    def _retrace(self, path: str | None) -> None:
+        if self.tracer is not None:
+            self.tracer.close()
+            self.tracer = None
+        if path is not None:
+            try:
+                self.tracer = Tracer(path)
+            except OSError as exc:
+                log.warning("cannot trace to %s: %s", path, exc)
 
     def close_peer(self, conn_id: int, reason: str) -> None:
         peer = self.peers.get(conn_id)
@@ -251,3 +352,4 @@ class Shell:
         log.warning("closing connection %d: %s", conn_id, reason)
         peer.closing = True
         peer.scope.cancel()
+        peer.drained.set()
