@@ -30,16 +30,18 @@ def short_tempdir(prefix: str = "xs") -> str:
 class OurDaemon:
     """``python -m xenstore.daemon`` in a subprocess, ready when it printed its pid."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str | None) -> None:
         self.directory = short_tempdir()
         self.socket_path = os.path.join(self.directory, "socket")
+        # None in the flags stands for the daemon's own directory (e.g. --domain-dir).
+        flags = [self.directory if flag is None else flag for flag in extra]
         # stderr goes to a file: a pipe nobody drains could stall a chatty daemon.
         self.stderr_path = os.path.join(self.directory, "stderr")
         self.stderr_text = ""
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "xenstore.daemon", "--socket", self.socket_path, "-P",
-                 *extra],
+                 *flags],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
             )

@@ -249,7 +249,11 @@ class Server(DomainOps):
 
     def _quota(self, conn: Connection, name: str) -> int:
         """The caller's limit ``name`` (0: none): its domain's own, else the global one."""
-        domain = self.domains.get(conn.domid)
+        return self.quota(conn.domid, name)
+
+    def quota(self, domid: int, name: str) -> int:
+        """Domain ``domid``'s limit ``name`` (0: none): its own, else the global one."""
+        domain = self.domains.get(domid)
         if domain is not None and name in domain.quotas:
             return domain.quotas[name]
         return self.config.quotas[name]

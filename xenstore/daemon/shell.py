@@ -223,9 +223,9 @@ class Shell:
                     except ProtocolError as exc:
                         log.info("connection %d: %s; closing it", conn_id, exc)
                         break
-                    for packet in packets:
-                        if domid is not None and packet.op in WRITES:
-                            await self._take_write_token(peer, domid)
+                    for count, packet in enumerate(packets, 1):
+                        if domid is not None:
+                            await self._pace_guest(peer, domid, packet.op, count)
                         if self.tracer:
                             self.tracer.message("IN", conn_id, packet)
                         self.carry_out(server.handle(conn_id, packet))
@@ -243,6 +243,18 @@ class Shell:
                 self.tracer.destroyed(conn_id)
             trio.lowlevel.notify_closing(sock)
             sock.close()
+
+    async def _pace_guest(self, peer: Peer, domid: int, op: int, count: int) -> None:
+        """Hold a guest's next request while it has too many unread replies, or while
+        its domain's write rate does not allow a write (cxenstored's "outstanding"
+        quota and its write rate limit)."""
+        outstanding = self.server.quota(domid, "outstanding")
+        if outstanding and count % outstanding == 0:
+            self.flush_dirty()
+            while peer.backlog and not peer.closing:
+                await peer.drained.wait()
+        if op in WRITES:
+            await self._take_write_token(peer, domid)
 
     async def _take_write_token(self, peer: Peer, domid: int) -> None:
         """Hold a guest's write until its domain's rate allows it (cxenstored's wrl)."""
