@@ -855,7 +855,7 @@ def test_rundir_is_honoured(tools: Tools, xs_socket: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["multiplexer", "ls", "read", "write", "list", "rm", "exists", "chmod"]
+    "module", ["multiplexer", "ls", "read", "write", "list", "rm", "exists", "chmod", "control"]
 )
 def test_tools_import_neither_trio_nor_construct(module: str) -> None:
     code = (
