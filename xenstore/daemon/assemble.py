@@ -22,7 +22,7 @@ QUOTA_FLAGS = {
 
 def config_from(args: argparse.Namespace) -> Config:
     """The core's settings from the flags; ValueError for a malformed or unknown quota."""
-    config = Config(keep_orphans=bool(args.keep_orphans))
+    config = Config(keep_orphans=bool(args.keep_orphans), trace_file=args.trace_file)
     for flag, quota in QUOTA_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:

@@ -23,3 +23,5 @@ class Config:
     log_conflicts: bool = True
     #: At RELEASE, hand a domain's nodes to dom0 instead of removing them (``-K``).
     keep_orphans: bool = False
+    #: Where CONTROL log on traces to (``-T``, or CONTROL logfile).
+    trace_file: str | None = None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from xenstore import errors, paths, perms
 from xenstore.changes import Change
 from xenstore.daemon.config import Config
+from xenstore.daemon.control import ControlOps
 from xenstore.daemon.domain_ops import DomainOps, readable_by_all
 from xenstore.daemon.domains import Domain
 from xenstore.daemon.effects import Effect, Log, Send
@@ -31,8 +32,6 @@ from xenstore.store import Store, View
 from xenstore.transactions import Transaction
 
 OK = b"OK\0"
-
-CONTROL_HELP = b"help\t\nconflicts\t\n"
 
 #: How many recent commits the conflict explainer can name.
 COMMITS_REMEMBERED = 4096
@@ -80,7 +79,7 @@ PRIVILEGED_OPS = frozenset(
 )
 
 
-class Server(DomainOps):
+class Server(DomainOps, ControlOps):
     """The whole state of a XenStore daemon, and the request handlers."""
 
     def __init__(self, config: Config | None = None) -> None:
@@ -94,6 +93,8 @@ class Server(DomainOps):
             paths.RELEASE_DOMAIN: readable_by_all(0),
         }
         self.domains: dict[int, Domain] = {}
+        #: The memory quota's warning level (CONTROL quota-soft), in bytes.
+        self.soft_memory = self.config.quotas["memory"] * 4 // 5
         #: SET_FEATURE values of domains not introduced yet.
         self.pending_features: dict[int, int] = {}
         self.watches = WatchRegistry()
@@ -539,10 +540,3 @@ class Server(DomainOps):
     ) -> bytes:
         return paths.home(atoi(one_arg(payload))).encode() + b"\0"
 
-    def _do_control(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
-        fields = split(payload)
-        if fields == [b"help"]:
-            return CONTROL_HELP + b"\0"
-        if fields == [b"conflicts"]:
-            return "".join(line + "\n" for line in self.conflicts).encode() + b"\0"
-        raise EINVAL("unknown CONTROL command")

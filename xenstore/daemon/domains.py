@@ -19,7 +19,7 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "watches": 128,
     "transactions": 10,
     "outstanding": 20,
-    "memory": 2 * 1024 * 1024,
+    "memory": 2621440,
     "node-size": 2048,
     "permissions": 5,
     "path-max": 2048,
