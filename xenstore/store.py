@@ -134,8 +134,10 @@ class Store:
         self._history_order: deque[tuple[int, str]] = deque()
         #: Generations of the open snapshots (a multiset).
         self._snapshots = SortedList()
-        #: Nodes per owner domain (for the nodes quota).
+        #: Nodes per owner domain, and the bytes they hold (path, value, 8 per
+        #: permission entry, as cxenstored sizes them): the nodes and memory quotas.
         self.owned: dict[int, int] = {0: 1}
+        self.owned_bytes: dict[int, int] = {0: 1 + 8}
         # The initial tree of cxenstored: /tool/xenstored.
         self.write("/tool/xenstored", b"", None)
 
@@ -231,6 +233,7 @@ class Store:
             node = self._create(path, value, owner, gen)
         else:
             self._save(path, node, gen)
+            self._account(node.perms[0].domid, 0, len(value) - len(node.value))
             node.value = value
             node.vgen = gen
         return Change(path, (node.perms, self.nodes[paths.parent(path)].perms))
@@ -256,8 +259,8 @@ class Store:
         above.children[paths.basename(missing[0])] = None
         above.cgen = gen
         perms = inherited_perms(above.perms, owner)
-        owner_id = perms[0].domid
-        self.owned[owner_id] = self.owned.get(owner_id, 0) + len(missing)
+        held = sum(len(new) for new in missing) + len(value) + 8 * len(perms) * len(missing)
+        self._account(perms[0].domid, len(missing), held)
         node = above
         for index, new in enumerate(missing):
             self._save(new, None, gen)
@@ -272,9 +275,9 @@ class Store:
         node = self.nodes[path]
         self._save(path, node, gen)
         old = node.perms
-        if old[0].domid != perms[0].domid:
-            self._disown(old[0].domid)
-            self.owned[perms[0].domid] = self.owned.get(perms[0].domid, 0) + 1
+        base = len(path) + len(node.value)
+        self._account(old[0].domid, -1, -(base + 8 * len(old)))
+        self._account(perms[0].domid, 1, base + 8 * len(perms))
         node.perms = perms
         node.pgen = gen
         return Change(path, (old, perms, self.nodes[paths.parent(path)].perms))
@@ -300,19 +303,23 @@ class Store:
             )
         for gone, node in removed:
             self._save(gone, node, gen, copy=False)
-            self._disown(node.perms[0].domid)
+            self._account(
+                node.perms[0].domid, -1, -(len(gone) + len(node.value) + 8 * len(node.perms))
+            )
             del nodes[gone]
         self._save(above_path, above, gen)
         del above.children[paths.basename(path)]
         above.cgen = gen
         return Change(path, (removed[-1][1].perms, above.perms), entries)
 
-    def _disown(self, owner: int) -> None:
-        left = self.owned[owner] - 1
+    def _account(self, owner: int, nodes: int, held: int) -> None:
+        left = self.owned.get(owner, 0) + nodes
         if left:
             self.owned[owner] = left
+            self.owned_bytes[owner] = self.owned_bytes.get(owner, 0) + held
         else:
-            del self.owned[owner]
+            self.owned.pop(owner, None)
+            self.owned_bytes.pop(owner, None)
 
     # -- inspection --------------------------------------------------------------
 
@@ -354,8 +361,13 @@ class Store:
         if not self._snapshots and self.history:
             problems.append(f"{len(self.history)} paths keep versions with no snapshot open")
         counted: dict[int, int] = {}
-        for node in nodes.values():
-            counted[node.perms[0].domid] = counted.get(node.perms[0].domid, 0) + 1
-        if counted != self.owned:
-            problems.append(f"owner counts {self.owned} but the tree has {counted}")
+        held: dict[int, int] = {}
+        for path, node in nodes.items():
+            owner = node.perms[0].domid
+            counted[owner] = counted.get(owner, 0) + 1
+            held[owner] = held.get(owner, 0) + len(path) + len(node.value) + 8 * len(node.perms)
+        if counted != self.owned or held != self.owned_bytes:
+            problems.append(
+                f"owner accounts {self.owned} {self.owned_bytes} but the tree has {counted} {held}"
+            )
         return problems

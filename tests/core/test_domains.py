@@ -194,3 +194,17 @@ def test_every_guest_quota(server: Server, dom0: Caller) -> None:
     # None of this stops other domains.
     introduce(dom0, 6)
     Caller(server, 6, False).write("fine", "")
+
+
+def test_memory_quota(server: Server, dom0: Caller) -> None:
+    introduce(dom0, 5)
+    dom0.ok(Op.SET_QUOTA, "5", "memory", "3000")
+    guest = Caller(server, 5, False)
+    guest.write("a", "x" * 1000)
+    guest.write("b", "x" * 1000)
+    assert guest.error(Op.WRITE, "c", "x" * 1000) == "ENOMEM"
+    assert guest.error(Op.WATCH, "a", "t" * 1000) == "ENOMEM"
+    assert any("memory quota hit" in getattr(e, "message", "") for e in guest.effects)
+    guest.ok(Op.RM, "b")
+    guest.write("c", "x" * 1000)
+    guest.ok(Op.WATCH, "a", "t" * 100)

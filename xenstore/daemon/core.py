@@ -25,7 +25,17 @@ from xenstore.daemon.domain_ops import DomainOps, readable_by_all
 from xenstore.daemon.domains import Domain
 from xenstore.daemon.effects import Effect, Log, Send
 from xenstore.daemon.watches import WatchRegistry
-from xenstore.errors import E2BIG, EACCES, EBUSY, EINVAL, ENOENT, ENOSPC, ENOSYS, XenStoreError
+from xenstore.errors import (
+    E2BIG,
+    EACCES,
+    EBUSY,
+    EINVAL,
+    ENOENT,
+    ENOMEM,
+    ENOSPC,
+    ENOSYS,
+    XenStoreError,
+)
 from xenstore.protocol.codec import Packet, join, split
 from xenstore.protocol.ops import PAYLOAD_MAX, Op
 from xenstore.store import Store, View
@@ -266,6 +276,25 @@ class Server(DomainOps, ControlOps):
         limit = self._quota(conn, name)
         return bool(limit) and amount > limit
 
+    def _check_memory(self, conn: Connection, more: int) -> None:
+        """The memory quota: what the domain's nodes and watches hold, plus ``more``.
+
+        Over the hard quota the request fails with ENOMEM; crossing the soft
+        one (CONTROL quota-soft) is logged, as cxenstored warns.
+        """
+        if conn.privileged or more <= 0:
+            return
+        held = self.store.owned_bytes.get(conn.domid, 0) + sum(
+            len(w.wpath) + len(w.token)
+            for c in self.connections.values() if c.domid == conn.domid
+            for w in self.watches.by_conn.get(c.conn_id, {}).values()
+        )
+        if self._over(conn, "memory", held + more):
+            self._effects.append(Log(f"domain {conn.domid}: memory quota hit ({held} bytes)"))
+            raise ENOMEM(f"domain {conn.domid} holds {held} bytes")
+        if self.soft_memory and held <= self.soft_memory < held + more:
+            self._effects.append(Log(f"domain {conn.domid}: over the memory warning level"))
+
     def _check_size(
         self, conn: Connection, path: str, value_size: int, new_child: str = ""
     ) -> None:
@@ -305,6 +334,7 @@ class Server(DomainOps, ControlOps):
         path = self._path(conn, payload[:cut].decode("latin-1"))
         view = self._view(conn, tx)
         self._check_size(conn, path, len(payload) - cut - 1)
+        self._check_memory(conn, len(payload))
         if view.exists(path):
             if not self._may(conn, view, path, perms.WRITE):
                 raise EACCES(path)
@@ -428,6 +458,7 @@ class Server(DomainOps, ControlOps):
             if self._over(conn, "watches", count + 1):
                 self._effects.append(Log(f"domain {conn.domid}: watches quota hit"))
                 raise ENOSPC(f"domain {conn.domid} has too many watches")
+            self._check_memory(conn, len(wpath) + len(fields[1]))
         relative_to = None if raw[:1] in ("/", "@") else paths.home(conn.domid) + "/"
         watch = self.watches.add(conn.conn_id, wpath, fields[1], depth, relative_to)
         # The first event fires at once, after the reply, as cxenstored sends it.
