@@ -65,15 +65,27 @@ class Client:
     Every method takes an optional ``tx`` (a transaction id from
     :meth:`transaction_start`; 0 means none). Paths are ``str``, values ``bytes``.
     With ``device=True``, ``path`` is a xenbus device file rather than a socket
-    (``timeout`` is then ignored).
+    (``timeout`` is then ignored). With ``stream``, the client talks over that
+    open connection (anything with ``recv``, ``sendall`` and ``close``, such as
+    a guest's ring from :mod:`xenstore.reference.guest`), ``path`` only names it
+    and ``timeout`` is ignored; :meth:`close` closes the stream.
     """
 
     def __init__(
-        self, path: str | None = None, timeout: float | None = None, *, device: bool = False
+        self,
+        path: str | None = None,
+        timeout: float | None = None,
+        *,
+        device: bool = False,
+        stream: _Stream | None = None,
     ) -> None:
-        self.path = path if path is not None else default_socket_path()
+        if path is None:
+            path = "" if stream is not None else default_socket_path()
+        self.path = path
         self._sock: _Stream
-        if device:
+        if stream is not None:
+            self._sock = stream
+        elif device:
             self._sock = _DeviceStream(self.path)
         else:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -34,9 +34,10 @@ Nothing survives a run: the daemons run in the foreground (``-N`` /
 ``--no-fork``), cxenstored keeps its database in memory, oxenstored gets a
 configuration file with persistence off, and the private state directory
 (``DIRECTORY/.reference-state``: configuration, pid file, logs, the daemon's
-stdout and stderr) is recreated at every start. What the daemon leaves in
-its run directory (the socket, oxenstored's shutdown dump ``db``) is removed
-when it stops.
+stdout and stderr, and the files through which another process can play a
+guest, see :mod:`xenstore.reference.guest`) is recreated at every start. What
+the daemon leaves in its run directory (the socket, oxenstored's shutdown
+dump ``db``) is removed when it stops.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Final
 
+from xenstore.client import Client
+from xenstore.reference.guest import GuestRing
 from xenstore.sockets import SUN_PATH_MAX
 
 #: Where Debian's xen-utils-4.17 installs the daemons.
@@ -274,6 +277,9 @@ class ReferenceDaemon:
         self.name = _NAMES[kind]
         self.directory = directory
         self.socket_path = os.path.join(directory, "socket")
+        #: The shim's state: logs, and for guests each introduced domain's
+        #: ``ring-<domid>`` and ``port-<domid>`` and the ``evtchn`` FIFO
+        #: (see :mod:`xenstore.reference.guest`).
         self.state_dir = os.path.join(directory, STATE_DIRNAME)
         self.stderr_path = os.path.join(self.state_dir, "stderr")
         self.pid = process.pid
@@ -315,6 +321,28 @@ class ReferenceDaemon:
                 self._process.kill()
                 self._process.wait()
         _remove_leftovers(self.directory)
+
+    def guest(self, domid: int, timeout: float = 5.0) -> Client:
+        """A :class:`~xenstore.client.Client` that is domain ``domid``, over its ring.
+
+        It does nothing but connect: dom0 must have introduced the domain
+        already (:func:`xenstore.reference.guest.introduce` on a socket
+        client), and should have given it a home first, as a toolstack does::
+
+            with Client(daemon.socket_path) as dom0:
+                dom0.write("/local/domain/5", "")
+                dom0.set_perms("/local/domain/5", ["n5", "r0"])
+                introduce(dom0, 5)
+            with daemon.guest(5) as guest:
+                guest.write("name", "five")      # /local/domain/5/name
+
+        Every wait on the ring gives up after ``timeout`` seconds
+        (:class:`TimeoutError`); after RELEASE the client's requests fail with
+        :class:`ConnectionResetError`. Both kinds of daemon serve guests this
+        way. Raises :class:`FileNotFoundError` if the domain is not introduced.
+        """
+        ring = GuestRing(self.state_dir, domid, timeout)
+        return Client(ring.ring_path, stream=ring)
 
     def __enter__(self) -> ReferenceDaemon:
         return self

@@ -12,18 +12,39 @@
  *
  * What the stand-ins pretend:
  *   - every domain id below DOMID_FIRST_RESERVED exists and is running, so
- *     permissions naming a guest are kept and no domain ever "dies";
- *   - event channels never fire: the file descriptor handed out for polling
- *     is an eventfd nobody writes to;
- *   - shared pages (dom0's xenbus page, a guest's ring after INTRODUCE) are
- *     zeroed memory that no other process sees, so INTRODUCE and RELEASE
- *     work as control operations but no guest can actually talk over a
- *     ring (dom0 talks over the Unix socket, as tools on a real host do).
+ *     permissions naming a guest are kept and no domain ever "dies" (only
+ *     RELEASE ends a guest);
+ *   - dom0's xenbus page is zeroed memory nobody else sees: dom0 talks over
+ *     the Unix socket, as tools on a real host do.
  *
- * Room for later: guest rings.  A future version can back the pages with
- * files and the event channel with a FIFO inside the per-instance state
- * directory that the launcher already passes in XENSTORE_REFERENCE_STATE_DIR,
- * so that another process can play a guest.  Nothing here uses it yet.
+ * Guests.  When the launcher passes a state directory in
+ * XENSTORE_REFERENCE_STATE_DIR, another process can play an unprivileged
+ * guest there (xenstore/reference/guest.py does), with three kinds of file
+ * standing for what Xen would share between the daemon and the guest:
+ *
+ *   ring-<domid>  the guest's 4096-byte ring page (struct
+ *                 xenstore_domain_interface: req[1024], rsp[1024], then
+ *                 req_cons, req_prod, rsp_cons, rsp_prod as u32).  Created
+ *                 zeroed and mapped MAP_SHARED when the daemon maps the
+ *                 guest's page at INTRODUCE; the guest maps the same file.
+ *                 Removed, with port-<domid>, when the daemon unmaps it
+ *                 (RELEASE).
+ *   port-<domid>  the daemon-side event channel port bound for the guest,
+ *                 in decimal.  Written at INTRODUCE, after the ring exists;
+ *                 removed at RELEASE, so its absence means "released".
+ *   evtchn        a FIFO standing for the event channel device that the
+ *                 daemon polls.  A guest that has put a request in its ring
+ *                 (or taken replies out of it) writes its port there, as a
+ *                 4-byte native-endian number: that wakes the daemon, which
+ *                 then serves every ring with pending input or output.
+ *
+ * The daemon's notifications to a guest go nowhere: the guest watches the
+ * ring's indexes instead.  Without a state directory, the event channel is
+ * an eventfd nobody writes to and guest pages are private memory, so
+ * INTRODUCE and RELEASE still work as control operations.
+ *
+ * Both daemons serve guests this way: cxenstored maps a guest's page through
+ * the grant table and oxenstored by frame number, and both get the file.
  *
  * One addition that has nothing to do with Xen: if XENSTORE_REFERENCE_READY_FD
  * names a file descriptor, the first poll()/select() call (which is the
@@ -49,6 +70,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/select.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
@@ -75,7 +97,8 @@ static void *next_symbol(const char *name)
     return sym;
 }
 
-/* A zeroed page nobody else sees: what a "mapped" ring is for now. */
+/* A zeroed page nobody else sees: dom0's ring, or a guest's when there is
+ * no state directory to share one through. */
 static void *private_page(size_t bytes)
 {
     void *page = mmap(NULL, bytes ? bytes : PAGE_BYTES, PROT_READ | PROT_WRITE,
@@ -100,6 +123,151 @@ static int memory_file(const char *name, const void *data, size_t bytes)
         return -1;
     }
     return fd;
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest state files (see the top of this file)                        */
+/* ------------------------------------------------------------------ */
+
+/* The state directory, or NULL when guests are not wanted. */
+static const char *state_dir(void)
+{
+    const char *dir = getenv("XENSTORE_REFERENCE_STATE_DIR");
+    return dir != NULL && *dir != '\0' ? dir : NULL;
+}
+
+/* Whether `domid` is a guest that gets files: dom0 talks over the socket
+ * and reserved ids are never guests. */
+static int is_guest(uint32_t domid)
+{
+    return domid != 0 && domid < FIRST_RESERVED_DOMID && state_dir() != NULL;
+}
+
+/* "<state dir>/<name>-<domid>" (or without "-<domid>" when domid is
+ * negative) into buf; 0 on success, -1 (ENAMETOOLONG) if it does not fit. */
+static int state_path(char *buf, size_t size, const char *name, long domid)
+{
+    int len = domid < 0 ? snprintf(buf, size, "%s/%s", state_dir(), name)
+                        : snprintf(buf, size, "%s/%s-%ld", state_dir(), name, domid);
+    if (len < 0 || (size_t)len >= size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+/* Per guest: the port the daemon bound for it (0: none) and the address of
+ * its ring as the daemon mapped it (NULL: none), so that unbinding and
+ * unmapping, which are told only a port or an address, know which files
+ * to remove. */
+static unsigned int guest_port[FIRST_RESERVED_DOMID];
+static void *guest_ring[FIRST_RESERVED_DOMID];
+static unsigned int rings_mapped; /* how many guest_ring entries are set */
+
+/* Map a fresh zeroed ring file for `domid`, shared with whoever opens the
+ * file.  A new file (written under a temporary name, then renamed) rather
+ * than the old one truncated: a guest still holding the ring of an earlier
+ * introduction keeps that dead page and cannot be confused by this one. */
+static void *map_guest_ring(uint32_t domid)
+{
+    char path[4096], partial[4096 + 16];
+    void *page;
+    int fd;
+
+    if (state_path(path, sizeof path, "ring", domid) != 0)
+        return NULL;
+    snprintf(partial, sizeof partial, "%s.partial", path);
+    fd = open(partial, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return NULL;
+    if (ftruncate(fd, PAGE_BYTES) != 0) {
+        close(fd);
+        unlink(partial);
+        return NULL;
+    }
+    page = mmap(NULL, PAGE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (page == MAP_FAILED) {
+        unlink(partial);
+        return NULL;
+    }
+    if (rename(partial, path) != 0) {
+        munmap(page, PAGE_BYTES);
+        unlink(partial);
+        return NULL;
+    }
+    if (guest_ring[domid] == NULL)
+        rings_mapped++;
+    guest_ring[domid] = page;
+    return page;
+}
+
+static void forget_guest_port(unsigned int port);
+
+/* Whether `page` is a guest's ring; if so, the domain is gone (cxenstored
+ * has unbound its port just before; oxenstored never unbinds it): forget
+ * both and remove both files. */
+static void forget_guest_ring(void *page)
+{
+    char path[4096];
+    uint32_t domid;
+
+    if (page == NULL || rings_mapped == 0)
+        return;
+    for (domid = 1; domid < FIRST_RESERVED_DOMID; domid++) {
+        if (guest_ring[domid] != page)
+            continue;
+        guest_ring[domid] = NULL;
+        rings_mapped--;
+        if (state_path(path, sizeof path, "ring", domid) == 0)
+            unlink(path);
+        forget_guest_port(guest_port[domid]);
+        return;
+    }
+}
+
+/* Record the port bound for a guest in port-<domid>, written under a
+ * temporary name and renamed so that a reader never sees half of it. */
+static int publish_guest_port(uint32_t domid, unsigned int port)
+{
+    char path[4096], partial[4096 + 16], text[16];
+    int fd, len, ok;
+
+    if (state_path(path, sizeof path, "port", domid) != 0)
+        return -1;
+    snprintf(partial, sizeof partial, "%s.partial", path);
+    fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    len = snprintf(text, sizeof text, "%u\n", port);
+    ok = write(fd, text, (size_t)len) == len;
+    if (close(fd) != 0)
+        ok = 0;
+    if (!ok || rename(partial, path) != 0) {
+        unlink(partial);
+        errno = EIO;
+        return -1;
+    }
+    guest_port[domid] = port;
+    return 0;
+}
+
+/* Whether `port` is a guest's; if so, forget it and remove its port file. */
+static void forget_guest_port(unsigned int port)
+{
+    char path[4096];
+    uint32_t domid;
+
+    if (port == 0)
+        return;
+    for (domid = 1; domid < FIRST_RESERVED_DOMID; domid++) {
+        if (guest_port[domid] != port)
+            continue;
+        guest_port[domid] = 0;
+        if (state_path(path, sizeof path, "port", domid) == 0)
+            unlink(path);
+        return;
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -214,15 +382,17 @@ EXPORT int xc_domain_getinfolist(void *xch, uint32_t first_domid, unsigned int m
 }
 
 /* oxenstored maps an introduced guest's ring page by machine frame number
- * through libxenctrl.  Until guest rings exist, hand it private memory so
- * that INTRODUCE succeeds as a control operation. */
+ * through libxenctrl: the same ring file as cxenstored's grant mapping
+ * when there is a state directory, else private memory, so that INTRODUCE
+ * succeeds as a control operation. */
 EXPORT void *xc_map_foreign_range(void *xch, uint32_t domid, int size, int prot,
                                   unsigned long mfn)
 {
     (void)xch;
-    (void)domid;
     (void)prot;
     (void)mfn;
+    if (is_guest(domid) && size == PAGE_BYTES)
+        return map_guest_ring(domid);
     return private_page(size > 0 ? (size_t)size : PAGE_BYTES);
 }
 
@@ -231,28 +401,44 @@ EXPORT void *xc_map_foreign_range(void *xch, uint32_t domid, int size, int prot,
 /* ------------------------------------------------------------------ */
 
 /* The daemons poll the event channel file descriptor in their main loop,
- * next to their sockets, so it has to be a real descriptor.  An eventfd
- * that no one signals never becomes readable, which is exactly "no guest
- * ever notifies".  Ports are handed out from a counter so that each bind
- * returns a distinct, plausible number. */
+ * next to their sockets, so it has to be a real descriptor.  With a state
+ * directory it is the "evtchn" FIFO there, which guests write their port to
+ * (see the top of this file); it is opened read-write so that it never
+ * reports end of file when a guest closes its end.  Without one, it is an
+ * eventfd that no one signals: "no guest ever notifies".  Ports are handed
+ * out from one counter so that each bind returns a distinct, plausible
+ * number (and a guest's port names one guest only). */
 struct evtchn_stand_in {
     int fd;
+    int is_fifo;
     int virq_port;
-    unsigned int next_port;
 };
+
+static unsigned int next_port = DOM0_XENBUS_PORT + 1;
+
+static int event_fifo(void)
+{
+    char path[4096];
+
+    if (state_path(path, sizeof path, "evtchn", -1) != 0)
+        return -1;
+    if (mkfifo(path, 0600) != 0 && errno != EEXIST)
+        return -1;
+    return open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+}
 
 static void *evtchn_new(void)
 {
     struct evtchn_stand_in *xce = calloc(1, sizeof *xce);
     if (xce == NULL)
         return NULL;
-    xce->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    xce->is_fifo = state_dir() != NULL;
+    xce->fd = xce->is_fifo ? event_fifo() : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (xce->fd < 0) {
         free(xce);
         return NULL;
     }
     xce->virq_port = -1;
-    xce->next_port = DOM0_XENBUS_PORT + 1;
     return xce;
 }
 
@@ -296,29 +482,40 @@ EXPORT int xenevtchn_bind_virq(void *handle, unsigned int virq)
 {
     struct evtchn_stand_in *xce = handle;
     (void)virq;
-    xce->virq_port = (int)xce->next_port++;
+    xce->virq_port = (int)next_port++;
     return xce->virq_port;
 }
 
 /* Binding to dom0's xenbus port at start-up, and to a guest's port on
- * INTRODUCE: hand out a fresh local port. */
+ * INTRODUCE: hand out a fresh local port, and tell a guest which one in
+ * port-<domid> (the daemon binds after it has mapped the ring, so a guest
+ * that sees this file finds its ring too).  If the file cannot be written,
+ * the bind fails and so does the INTRODUCE, with that errno. */
 EXPORT int xenevtchn_bind_interdomain(void *handle, uint32_t domid, unsigned int remote_port)
 {
-    struct evtchn_stand_in *xce = handle;
-    (void)domid;
+    unsigned int port = next_port++;
+    (void)handle;
     (void)remote_port;
-    return (int)xce->next_port++;
+    if (is_guest(domid)) {
+        if (guest_port[domid] != 0)
+            forget_guest_port(guest_port[domid]);
+        if (publish_guest_port(domid, port) != 0)
+            return -1;
+    }
+    return (int)port;
 }
 
-/* RELEASE of a guest gives its port back; ports are never reused here. */
+/* RELEASE of a guest (or a second INTRODUCE of a live one, which rebinds)
+ * gives its port back: remove its port file.  Ports are never reused. */
 EXPORT int xenevtchn_unbind(void *handle, unsigned int port)
 {
     (void)handle;
-    (void)port;
+    forget_guest_port(port);
     return 0;
 }
 
-/* Kicking the other end of a channel: there is nobody to kick. */
+/* Kicking a guest: there is no event to deliver; guests watch their ring's
+ * indexes instead. */
 EXPORT int xenevtchn_notify(void *handle, unsigned int port)
 {
     (void)handle;
@@ -326,18 +523,35 @@ EXPORT int xenevtchn_notify(void *handle, unsigned int port)
     return 0;
 }
 
-/* Called only when the descriptor is readable, which ours never is.  The
- * daemons exit if this fails, so should it ever be called, drain the
- * eventfd and name the VIRQ port: the daemon then merely re-checks its
- * domains, which all still exist. */
+/* Called when the descriptor is readable.  Take everything pending, so
+ * that one wake-up serves every poke so far (the daemon then looks at all
+ * its rings anyway), and name the last port a guest wrote.  The daemons
+ * exit if this fails, so anything else (a spurious wake-up, the eventfd)
+ * names the VIRQ port: the daemon then merely re-checks its domains,
+ * which all still exist. */
 EXPORT int xenevtchn_pending(void *handle)
 {
     struct evtchn_stand_in *xce = handle;
+    uint32_t ports[64];
     uint64_t count;
-    if (read(xce->fd, &count, sizeof count) < 0) {
-        /* Nothing was pending; the answer below is harmless either way. */
+    ssize_t got;
+    int port = xce->virq_port >= 0 ? xce->virq_port : 0;
+
+    if (!xce->is_fifo) {
+        if (read(xce->fd, &count, sizeof count) < 0) {
+            /* Nothing was pending; the answer is harmless either way. */
+        }
+        return port;
     }
-    return xce->virq_port >= 0 ? xce->virq_port : 0;
+    /* Guests write whole 4-byte ports (writes under PIPE_BUF bytes are
+     * atomic), so reads of a multiple of 4 bytes stay aligned. */
+    while ((got = read(xce->fd, ports, sizeof ports)) > 0) {
+        if (got >= (ssize_t)sizeof ports[0])
+            port = (int)ports[got / sizeof ports[0] - 1];
+        if (got < (ssize_t)sizeof ports)
+            break;
+    }
+    return port;
 }
 
 /* Re-enabling a port after xenevtchn_pending reported it: nothing to do. */
@@ -379,22 +593,38 @@ EXPORT int xengnttab_set_max_grants(void *xgt, uint32_t nr_grants)
 }
 
 /* INTRODUCE of a guest maps its ring through the guest's reserved xenstore
- * grant; until guest rings exist this is private memory, so that INTRODUCE
- * succeeds as a control operation. */
+ * grant.  With a state directory that is the ring-<domid> file, which a
+ * guest process maps too; otherwise private memory, so that INTRODUCE
+ * still succeeds as a control operation. */
 EXPORT void *xengnttab_map_grant_ref(void *xgt, uint32_t domid, uint32_t ref, int prot)
 {
     (void)xgt;
-    (void)domid;
     (void)ref;
     (void)prot;
+    if (is_guest(domid))
+        return map_guest_ring(domid);
     return private_page(PAGE_BYTES);
 }
 
-/* RELEASE of a guest unmaps its ring: free the page we handed out. */
+/* RELEASE of a guest unmaps its ring (munmap, below, removes its files). */
 EXPORT int xengnttab_unmap(void *xgt, void *start_address, uint32_t count)
 {
     (void)xgt;
     return munmap(start_address, (size_t)(count ? count : 1) * PAGE_BYTES);
+}
+
+/* oxenstored unmaps a released guest's page with a plain munmap, and never
+ * unbinds its port, so this is where both daemons say a guest is gone:
+ * unmapping a guest's ring removes its ring and port files, which is how a
+ * guest process learns it was released.  Every other munmap passes through
+ * (the C library's own unmapping inside malloc does not come here). */
+EXPORT int munmap(void *addr, size_t length)
+{
+    static int (*real_munmap)(void *, size_t);
+    if (real_munmap == NULL)
+        real_munmap = next_symbol("munmap");
+    forget_guest_ring(addr);
+    return real_munmap(addr, length);
 }
 
 /* ------------------------------------------------------------------ */

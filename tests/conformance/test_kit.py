@@ -1,0 +1,82 @@
+"""The conformance corpus against the pure core, our daemon, and the references."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import OurDaemon, reference_daemon
+from xenstore.conformance import scenario
+from xenstore.conformance.cli import Score, clean, run_category
+from xenstore.conformance.runners import core_runner, socket_runner, unix_connector
+
+CATEGORIES = scenario.categories()
+
+
+@pytest.fixture(scope="module")
+def ours() -> Iterator[str]:
+    daemon = OurDaemon()
+    yield daemon.socket_path
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def cxenstored() -> Iterator[str]:
+    yield from (ref.socket_path for ref in reference_daemon("c"))
+
+
+def score_socket(category: str, path: str, ref: str | None = None) -> Score:
+    connect = unix_connector(path)
+    clean(connect)
+    reference = None
+    if ref is not None:
+        ref_connect = unix_connector(ref)
+        clean(ref_connect)
+        reference = socket_runner(ref_connect)
+    return run_category(category, socket_runner(connect), reference)
+
+
+def test_the_corpus_is_substantial() -> None:
+    assert {"basics", "watches", "malformed"} <= set(CATEGORIES)
+    assert sum(len(scenario.load(c)) for c in CATEGORIES) > 400
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_core_passes_except_documented_differences(category: str) -> None:
+    score = run_category(category, core_runner(), None)
+    assert score.failures == []
+    assert score.passed + len(score.documented) == score.total
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_our_daemon_passes_except_documented_differences(category: str, ours: str) -> None:
+    score = score_socket(category, ours)
+    assert score.failures == []
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_the_goldens_are_what_cxenstored_answers(category: str, cxenstored: str) -> None:
+    score = score_socket(category, cxenstored)
+    assert score.failures == [] and score.documented == []
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_live_comparison_with_cxenstored(category: str, ours: str, cxenstored: str) -> None:
+    score = score_socket(category, ours, ref=cxenstored)
+    assert score.failures == []
+
+
+def test_the_command_line(ours: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "xenstore.conformance", ours],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for category in CATEGORIES:
+        assert category in done.stdout
+    assert "documented differences" in done.stdout
+    broken = subprocess.run([sys.executable, "-m", "xenstore.conformance", "/nonexistent/s"],
+                            capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1
+    assert "could not reset the target" in broken.stdout

@@ -1,0 +1,153 @@
+"""``xenstore-conformance``: score a daemon against the recorded corpus or a live reference.
+
+    xenstore-conformance SOCKET [--ref SOCKET] [--category NAME]... [--guest-dir DIR]
+    xenstore-conformance --record CATEGORY SOCKET
+
+Each category starts from a clean tree (everything but /tool removed through
+the target's own socket), on fresh connections. Exit status: 0 when every step
+matched or is a documented difference, 1 otherwise, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from xenstore.conformance import scenario
+from xenstore.conformance.runners import Runner, Stream, socket_runner, unix_connector
+from xenstore.conformance.scenario import Step
+
+
+@dataclass
+class Score:
+    category: str
+    total: int = 0
+    passed: int = 0
+    documented: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        extra = []
+        if self.documented:
+            extra.append(f"{len(self.documented)} documented differences")
+        if self.failures:
+            extra.append(f"{len(self.failures)} failures")
+        note = f" ({', '.join(extra)})" if extra else ""
+        return f"{self.category:<14} {self.passed:4d}/{self.total:<4d}{note}"
+
+
+def clean(connect: Callable[[], Stream]) -> None:
+    """Bring the tree back to a daemon's initial one, so a category starts as recorded."""
+    from xenstore.client import Client
+    from xenstore.errors import XenStoreError
+
+    with Client(stream=connect()) as xs:
+        for name in xs.directory("/"):
+            if name != "tool":
+                with contextlib.suppress(XenStoreError):  # oxenstored keeps @ nodes
+                    xs.rm(f"/{name}")
+        xs.write("/tool/xenstored", b"")
+        for name in xs.directory("/tool"):
+            if name != "xenstored":
+                xs.rm(f"/tool/{name}")
+        for path in ("/", "/tool", "/tool/xenstored"):
+            xs.write(path, b"")
+            xs.set_perms(path, ["n0"])
+
+
+def run_category(
+    category: str, target: Runner, reference: Runner | None, steps: list[Step] | None = None
+) -> Score:
+    steps = steps if steps is not None else scenario.load(category)
+    order = scenario.connections(steps)
+    score = Score(category)
+    for step in steps:
+        score.total += 1
+        try:
+            got = target(step, order)
+        except (OSError, RuntimeError) as exc:
+            got = [f"{step.who} ERROR {exc}"]
+        expected = step.expected if reference is None else reference(step, order)
+        if got == expected:
+            score.passed += 1
+            continue
+        report = (f"{category}:{step.line_no}: {step.text}\n"
+                  f"    expected {expected}\n    got      {got}")
+        if step.differs:
+            score.documented.append(f"{report}\n    documented: {step.differs}")
+        else:
+            score.failures.append(report)
+    return score
+
+
+def record(category: str, socket_path: str) -> None:
+    """Rewrite a category's expectations from a live (reference) daemon."""
+    connect = unix_connector(socket_path)
+    clean(connect)
+    path = scenario.corpus_file(category)
+    runner = socket_runner(connect)
+    steps = scenario.parse(path.read_text())
+    order = scenario.connections(steps)
+    by_line = {step.line_no: step for step in steps}
+    out: list[str] = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("  "):
+            continue
+        out.append(line)
+        if number in by_line:
+            out.extend("  " + text for text in runner(by_line[number], order))
+    path.write_text("\n".join(out) + "\n")
+
+
+def guest_connector(directory: str | None) -> Callable[[int], Stream] | None:
+    if directory is None:
+        return None
+    return lambda domid: unix_connector(os.path.join(directory, str(domid)))()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="xenstore-conformance", description=__doc__.split("\n")[0])
+    p.add_argument("socket", nargs="?", help="the daemon to score")
+    p.add_argument("--ref", metavar="SOCKET", help="compare with this live daemon instead")
+    p.add_argument("--category", action="append", choices=scenario.categories(),
+                   help="only these categories (default: all)")
+    p.add_argument("--guest-dir", metavar="DIR",
+                   help="where the target's guest sockets are (pyxenstored --domain-dir)")
+    p.add_argument("--ref-guest-dir", metavar="DIR", help="the same for --ref")
+    p.add_argument("--record", metavar="CATEGORY", help="re-record CATEGORY from SOCKET")
+    p.add_argument("-v", "--verbose", action="store_true", help="show documented differences")
+    args = p.parse_args(argv)
+    if args.socket is None:
+        p.error("a socket is needed")
+    if args.record:
+        record(args.record, args.socket)
+        return 0
+    failed = False
+    for category in args.category or scenario.categories():
+        target_connect = unix_connector(args.socket)
+        try:
+            clean(target_connect)
+        except Exception as exc:  # a broken target is scored, never a crash
+            print(f"{category:<14} could not reset the target: {exc!r}")
+            failed = True
+            continue
+        target = socket_runner(target_connect, guest_connector(args.guest_dir))
+        reference = None
+        if args.ref:
+            ref_connect = unix_connector(args.ref)
+            clean(ref_connect)
+            reference = socket_runner(ref_connect, guest_connector(args.ref_guest_dir))
+        score = run_category(category, target, reference)
+        print(score.line(), flush=True)
+        for report in score.failures + (score.documented if args.verbose else []):
+            print(report)
+        failed = failed or bool(score.failures)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
