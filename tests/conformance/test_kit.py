@@ -2,45 +2,54 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from tests.conftest import OurDaemon, reference_daemon
 from xenstore.conformance import scenario
-from xenstore.conformance.cli import Score, clean, run_category
-from xenstore.conformance.runners import core_runner, socket_runner, unix_connector
+from xenstore.conformance.cli import Score, clean, guest_connector, run_category
+from xenstore.conformance.runners import Stream, core_runner, socket_runner, unix_connector
 
 CATEGORIES = scenario.categories()
 
 
+@dataclass
+class Target:
+    socket_path: str
+    guests: Callable[[int], Stream] | None
+
+
 @pytest.fixture(scope="module")
-def ours() -> Iterator[str]:
-    daemon = OurDaemon()
-    yield daemon.socket_path
+def ours() -> Iterator[Target]:
+    daemon = OurDaemon("--domain-dir", None)  # guests on the daemon's directory
+    yield Target(daemon.socket_path, guest_connector(daemon.directory))
     daemon.stop()
 
 
 @pytest.fixture(scope="module")
-def cxenstored() -> Iterator[str]:
-    yield from (ref.socket_path for ref in reference_daemon("c"))
+def cxenstored() -> Iterator[Target]:
+    for ref in reference_daemon("c"):
+        yield Target(ref.socket_path, guest_connector(None, ref.state_dir))
 
 
-def score_socket(category: str, path: str, ref: str | None = None) -> Score:
-    connect = unix_connector(path)
+def score_socket(category: str, target: Target, ref: Target | None = None) -> Score:
+    connect = unix_connector(target.socket_path)
     clean(connect)
     reference = None
     if ref is not None:
-        ref_connect = unix_connector(ref)
+        ref_connect = unix_connector(ref.socket_path)
         clean(ref_connect)
-        reference = socket_runner(ref_connect)
-    return run_category(category, socket_runner(connect), reference)
+        reference = socket_runner(ref_connect, ref.guests)
+    return run_category(category, socket_runner(connect, target.guests), reference)
 
 
 def test_the_corpus_is_substantial() -> None:
-    assert {"basics", "watches", "malformed"} <= set(CATEGORIES)
+    assert {"basics", "guests", "watches", "malformed"} <= set(CATEGORIES)
     assert sum(len(scenario.load(c)) for c in CATEGORIES) > 400
 
 
@@ -52,25 +61,28 @@ def test_core_passes_except_documented_differences(category: str) -> None:
 
 
 @pytest.mark.parametrize("category", CATEGORIES)
-def test_our_daemon_passes_except_documented_differences(category: str, ours: str) -> None:
+def test_our_daemon_passes_except_documented_differences(category: str, ours: Target) -> None:
     score = score_socket(category, ours)
     assert score.failures == []
 
 
 @pytest.mark.parametrize("category", CATEGORIES)
-def test_the_goldens_are_what_cxenstored_answers(category: str, cxenstored: str) -> None:
+def test_the_goldens_are_what_cxenstored_answers(category: str, cxenstored: Target) -> None:
     score = score_socket(category, cxenstored)
     assert score.failures == [] and score.documented == []
 
 
 @pytest.mark.parametrize("category", CATEGORIES)
-def test_live_comparison_with_cxenstored(category: str, ours: str, cxenstored: str) -> None:
+def test_live_comparison_with_cxenstored(
+    category: str, ours: Target, cxenstored: Target
+) -> None:
     score = score_socket(category, ours, ref=cxenstored)
     assert score.failures == []
 
 
-def test_the_command_line(ours: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "xenstore.conformance", ours],
+def test_the_command_line(ours: Target) -> None:
+    done = subprocess.run([sys.executable, "-m", "xenstore.conformance", ours.socket_path,
+                           "--guest-dir", os.path.dirname(ours.socket_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     for category in CATEGORIES:

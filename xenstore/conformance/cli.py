@@ -84,12 +84,14 @@ def run_category(
     return score
 
 
-def record(category: str, socket_path: str) -> None:
+def record(
+    category: str, socket_path: str, guests: Callable[[int], Stream] | None = None
+) -> None:
     """Rewrite a category's expectations from a live (reference) daemon."""
     connect = unix_connector(socket_path)
     clean(connect)
     path = scenario.corpus_file(category)
-    runner = socket_runner(connect)
+    runner = socket_runner(connect, guests)
     steps = scenario.parse(path.read_text())
     order = scenario.connections(steps)
     by_line = {step.line_no: step for step in steps}
@@ -103,7 +105,15 @@ def record(category: str, socket_path: str) -> None:
     path.write_text("\n".join(out) + "\n")
 
 
-def guest_connector(directory: str | None) -> Callable[[int], Stream] | None:
+def guest_connector(
+    directory: str | None, rings: str | None = None
+) -> Callable[[int], Stream] | None:
+    """How to be guest N: ``directory``/N (pyxenstored --domain-dir), or a ring of the
+    reference daemons' stand-in for Xen (its state directory)."""
+    if rings is not None:
+        from xenstore.reference.guest import GuestRing
+
+        return lambda domid: GuestRing(rings, domid)
     if directory is None:
         return None
     return lambda domid: unix_connector(os.path.join(directory, str(domid)))()
@@ -117,14 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="only these categories (default: all)")
     p.add_argument("--guest-dir", metavar="DIR",
                    help="where the target's guest sockets are (pyxenstored --domain-dir)")
-    p.add_argument("--ref-guest-dir", metavar="DIR", help="the same for --ref")
+    p.add_argument("--guest-rings", metavar="STATE_DIR",
+                   help="play guests over the rings of a reference daemon started by "
+                   "python -m xenstore.reference (its state directory)")
+    p.add_argument("--ref-guest-dir", metavar="DIR", help="--guest-dir for --ref")
+    p.add_argument("--ref-guest-rings", metavar="STATE_DIR", help="--guest-rings for --ref")
     p.add_argument("--record", metavar="CATEGORY", help="re-record CATEGORY from SOCKET")
     p.add_argument("-v", "--verbose", action="store_true", help="show documented differences")
     args = p.parse_args(argv)
     if args.socket is None:
         p.error("a socket is needed")
     if args.record:
-        record(args.record, args.socket)
+        record(args.record, args.socket, guest_connector(args.guest_dir, args.guest_rings))
         return 0
     failed = False
     for category in args.category or scenario.categories():
@@ -135,12 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{category:<14} could not reset the target: {exc!r}")
             failed = True
             continue
-        target = socket_runner(target_connect, guest_connector(args.guest_dir))
+        target = socket_runner(target_connect,
+                               guest_connector(args.guest_dir, args.guest_rings))
         reference = None
         if args.ref:
             ref_connect = unix_connector(args.ref)
             clean(ref_connect)
-            reference = socket_runner(ref_connect, guest_connector(args.ref_guest_dir))
+            reference = socket_runner(
+                ref_connect, guest_connector(args.ref_guest_dir, args.ref_guest_rings)
+            )
         score = run_category(category, target, reference)
         print(score.line(), flush=True)
         for report in score.failures + (score.documented if args.verbose else []):

@@ -84,7 +84,7 @@ def atoi(text: str) -> int:
 
 #: Ops only privileged callers may use (cxenstored's XS_FLAG_PRIV).
 PRIVILEGED_OPS = frozenset(
-    (Op.INTRODUCE, Op.RELEASE, Op.IS_DOMAIN_INTRODUCED, Op.RESUME, Op.SET_TARGET,
+    (Op.CONTROL, Op.INTRODUCE, Op.RELEASE, Op.IS_DOMAIN_INTRODUCED, Op.RESUME, Op.SET_TARGET,
      Op.GET_FEATURE, Op.SET_FEATURE, Op.GET_QUOTA, Op.SET_QUOTA)
 )
 
@@ -217,16 +217,22 @@ class Server(DomainOps, ControlOps):
     def _check(self, conn: Connection, view: View, path: str, need: int) -> None:
         """Pass if ``path`` exists and ``conn`` has access ``need``; else ENOENT or EACCES."""
         if not view.exists(path):
-            raise self._missing(conn, view, path)
+            raise self._missing(conn, view, path, need)
         if not self._may(conn, view, path, need):
             raise EACCES(path)
 
-    def _missing(self, conn: Connection, view: View, path: str) -> XenStoreError:
-        """ENOENT, unless the caller may not even learn that: EACCES hides existence."""
+    def _missing(
+        self, conn: Connection, view: View, path: str, need: int = perms.READ
+    ) -> XenStoreError:
+        """ENOENT, unless the caller may not even learn that: EACCES hides existence.
+
+        As cxenstored, the nearest existing ancestor must grant the access the
+        request asked for (read to read, write to write or remove).
+        """
         if conn.privileged:
             return ENOENT(path)
         above = self._nearest_existing(view, path)
-        return ENOENT(path) if self._may(conn, view, above, perms.READ) else EACCES(path)
+        return ENOENT(path) if self._may(conn, view, above, need & perms.BOTH) else EACCES(path)
 
     @staticmethod
     def _nearest_existing(view: View, path: str) -> str:
@@ -236,10 +242,10 @@ class Server(DomainOps, ControlOps):
                 return path
 
     def _check_create(self, conn: Connection, view: View, path: str) -> None:
-        """Creating a node needs read and write access to its nearest existing ancestor."""
+        """Creating a node needs write access to its nearest existing ancestor (not read)."""
         if not conn.privileged:
             above = self._nearest_existing(view, path)
-            if not self._may(conn, view, above, perms.BOTH):
+            if not self._may(conn, view, above, perms.WRITE):
                 raise EACCES(path)
             levels = path.count("/") - (above.count("/") if above != paths.ROOT else 0)
             if self._over(conn, "nodes", self.store.owned.get(conn.domid, 0) + levels):
@@ -304,8 +310,10 @@ class Server(DomainOps, ControlOps):
         node = self.store.nodes.get(path)
         names = sum(len(n) + 1 for n in node.children) if node is not None else 0
         n_perms = len(node.perms) if node is not None else 1
-        size = value_size + names + (len(new_child) + 1 if new_child else 0) + 8 * n_perms
-        if self._over(conn, "node-size", size):
+        # cxenstored's record: a 24-byte header, 8 bytes a permission, the value,
+        # the child names; it refuses one that reaches the quota.
+        size = 24 + 8 * n_perms + value_size + names + (len(new_child) + 1 if new_child else 0)
+        if self._over(conn, "node-size", size + 1):
             self._effects.append(Log(f"domain {conn.domid}: node-size quota hit at {path}"))
             raise ENOSPC(f"node {path} would be {size} bytes")
 
@@ -358,7 +366,7 @@ class Server(DomainOps, ControlOps):
         path = self._path(conn, one_arg(payload))
         view = self._view(conn, tx)
         if not view.exists(path):
-            error = self._missing(conn, view, path)
+            error = self._missing(conn, view, path, perms.WRITE)
             # Removing what is already gone is fine, if its parent exists.
             if isinstance(error, ENOENT) and view.exists(paths.parent(path)):
                 return OK

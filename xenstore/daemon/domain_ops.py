@@ -38,12 +38,15 @@ class DomainOps:
         domains: dict[int, Domain]
         pending_features: dict[int, int]
         _effects: list[Effect]
+        _after_reply: list[Effect]
 
         def disconnect(self, conn_id: int) -> list[Effect]: ...
 
         def fire_special(self, name: str, domid: int) -> list[Effect]: ...
 
         def _fire(self, change: Change | None) -> None: ...
+
+        def _abort_all(self, conn: Connection) -> None: ...
 
     def _do_introduce(
         self, conn: Connection, tx: Transaction | None, payload: bytes
@@ -64,6 +67,11 @@ class DomainOps:
             if known.gfn != gfn:
                 raise EINVAL(f"domain {domid} is already introduced with another page")
             known.evtchn = evtchn
+            # ...and resets its connections, as a reconnecting guest expects.
+            for other in self.connections.values():
+                if other.domid == domid:
+                    self.watches.remove_all(other.conn_id)
+                    self._abort_all(other)
             return OK
         domain = Domain(domid, gfn, evtchn, features=self.pending_features.pop(domid, 0))
         self.domains[domid] = domain
@@ -75,7 +83,8 @@ class DomainOps:
         self, conn: Connection, tx: Transaction | None, payload: bytes
     ) -> bytes:
         domid = self._domain_arg(payload)
-        self._effects.extend(self.release(domid, "released"))
+        # cxenstored answers first, then the clean-up's events and @releaseDomain.
+        self._after_reply.extend(self.release(domid, "released"))
         return OK
 
     def _domain_arg(self, payload: bytes) -> int:
