@@ -12,7 +12,10 @@ outside a transaction and inside one share it, so "another writer" below is a
 copy of the client with no transaction, on the same socket. Because a
 connection's own watch events reach it before the reply to the request that
 caused them (on both daemons), the events are all queued when a call returns:
-draining the monitor's queue after each step is deterministic.
+draining the monitor's queue after each step is deterministic. A new watch's
+first event is the exception: both daemons send it after the reply to WATCH, so
+the scenario waits for it. The scenario runs in a thread with a deadline, so a
+reply that never comes fails the test instead of hanging it.
 """
 
 from __future__ import annotations
@@ -285,7 +288,8 @@ def scenario(socket_path: str) -> list[Observation]:
         r.events("duplicate watch")
         rec("unwatch dup", lambda: monitor.unwatch(b"/interop/dup", b"dup"))
 
-        # removing the watched base: the watch on it and on the missing path below it.
+        # Removing the watched base: its watch fires once, for the base itself; the watch
+        # on a path below it that never existed does not fire.
         rec("delete base", lambda: c.delete(BASE))
         r.events("delete base")
         rec("list /interop after", lambda: c.list(b"/interop"))
