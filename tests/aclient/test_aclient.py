@@ -357,6 +357,7 @@ async def test_depth_limits_events_on_our_daemon(our_daemon: OurDaemon) -> None:
 class Killable(NamedTuple):
     socket_path: str
     pid: int
+    ours: bool
 
 
 @pytest.fixture(params=["ours", "cxenstored"])
@@ -365,12 +366,12 @@ def killable_daemon(request: pytest.FixtureRequest) -> Iterator[Killable]:
     if request.param == "ours":
         daemon = OurDaemon()
         try:
-            yield Killable(daemon.socket_path, daemon.pid)
+            yield Killable(daemon.socket_path, daemon.pid, ours=True)
         finally:
             daemon.stop()
     else:
         for ref in reference_daemon("c"):
-            yield Killable(ref.socket_path, ref.pid)
+            yield Killable(ref.socket_path, ref.pid, ours=False)
 
 
 async def test_a_waiting_request_fails_when_the_daemon_dies(killable_daemon: Killable) -> None:
@@ -468,8 +469,13 @@ async def test_a_watch_ends_with_an_error_when_the_daemon_dies(killable_daemon: 
         with trio.fail_after(DEADLINE), pytest.raises(ConnectionResetError):
             async for event in events:
                 seen.append(event)
-        # What arrived before the end is still delivered.
-        assert seen == [WatchEvent("/k", "t"), WatchEvent("/k", "t")]
+        # What arrived before the end is still delivered: the first event and
+        # the write's. (cxenstored may drop the second as a duplicate of the
+        # first if that was still queued; we never merge events.)
+        if killable_daemon.ours:
+            assert seen == [WatchEvent("/k", "t"), WatchEvent("/k", "t")]
+        else:
+            assert seen in ([WatchEvent("/k", "t")], [WatchEvent("/k", "t")] * 2)
     # Leaving the watch tolerated the closed connection.
 
 
