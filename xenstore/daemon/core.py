@@ -258,6 +258,7 @@ class Server(DomainOps, ControlOps):
             return self.store
         limit = self._quota(conn, "transaction-nodes")
         if not conn.privileged and limit and len(tx.touched) >= limit:
+            self._effects.append(Log(f"domain {conn.domid}: transaction-nodes quota hit"))
             raise ENOSPC(f"transaction {tx.tx_id} has touched {limit} nodes")
         return tx
 
@@ -506,6 +507,7 @@ class Server(DomainOps, ControlOps):
         if not conn.privileged:
             limit = self._quota(conn, "transactions")
             if limit and self._open_by_domain.get(conn.domid, 0) >= limit:
+                self._effects.append(Log(f"domain {conn.domid}: transactions quota hit"))
                 raise ENOSPC(f"domain {conn.domid} has {limit} transactions open")
             self._open_by_domain[conn.domid] = self._open_by_domain.get(conn.domid, 0) + 1
         tx_id = conn.next_tx_id
