@@ -39,7 +39,7 @@ from xenstore.perms import Perm, Perms, intern, owner_only
 class Node:
     """One node. ``children`` maps child names to ``None`` (an ordered set)."""
 
-    __slots__ = ("cgen", "children", "perms", "pgen", "value", "vgen")
+    __slots__ = ("cgen", "children", "listing", "perms", "pgen", "value", "vgen")
 
     def __init__(
         self,
@@ -52,6 +52,8 @@ class Node:
         self.perms = perms
         self.vgen = self.pgen = self.cgen = gen
         self.children: dict[str, None] = {} if children is None else children
+        #: The children as DIRECTORY sends them, kept until the list changes.
+        self.listing: bytes | None = None
 
     @property
     def generation(self) -> int:
@@ -111,6 +113,8 @@ class View(Protocol):
     def perms(self, path: str) -> Perms: ...
 
     def children(self, path: str) -> Iterable[str]: ...
+
+    def listing(self, path: str) -> bytes: ...
 
     def gencnt(self, path: str) -> int: ...
 
@@ -214,6 +218,15 @@ class Store:
     def children(self, path: str) -> Iterable[str]:
         return self.nodes[path].children
 
+    def listing(self, path: str) -> bytes:
+        """The children as DIRECTORY sends them (``name\0`` each), computed once per change."""
+        node = self.nodes[path]
+        listing = node.listing
+        if listing is None:
+            children = node.children
+            listing = node.listing = "\0".join(children).encode() + b"\0" if children else b""
+        return listing
+
     def gencnt(self, path: str) -> int:
         return self.nodes[path].generation
 
@@ -257,6 +270,7 @@ class Store:
         above = nodes[top]
         self._save(top, above, gen)
         above.children[paths.basename(missing[0])] = None
+        above.listing = None
         above.cgen = gen
         perms = inherited_perms(above.perms, owner)
         held = sum(len(new) for new in missing) + len(value) + 8 * len(perms) * len(missing)
@@ -309,6 +323,7 @@ class Store:
             del nodes[gone]
         self._save(above_path, above, gen)
         del above.children[paths.basename(path)]
+        above.listing = None
         above.cgen = gen
         return Change(path, (removed[-1][1].perms, above.perms), entries)
 

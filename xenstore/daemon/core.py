@@ -13,6 +13,7 @@ the store itself, or the caller's transaction, which records what it read.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,6 +158,8 @@ class Server(DomainOps, ControlOps):
         domain = self.domains.get(domid)
         target = domain.target if domain is not None else None
         self.connections[conn_id] = Connection(conn_id, domid, privileged, target)
+        if not privileged:
+            self.watches.unprivileged.add(conn_id)
         return conn_id
 
     def disconnect(self, conn_id: int) -> list[Effect]:
@@ -165,6 +168,7 @@ class Server(DomainOps, ControlOps):
         if conn is not None:
             self._abort_all(conn)
         self.watches.remove_all(conn_id)
+        self.watches.unprivileged.discard(conn_id)
         return []
 
     # -- requests -------------------------------------------------------------
@@ -384,8 +388,7 @@ class Server(DomainOps, ControlOps):
         path = self._path(conn, one_arg(payload))
         view = self._view(conn, tx)
         self._check(conn, view, path, perms.READ)
-        names = view.children(path)
-        listing = join(*names) if names else b""
+        listing = view.listing(path)
         if len(listing) > PAYLOAD_MAX:
             raise E2BIG("directory listing exceeds the payload limit: use DIRECTORY_PART")
         return listing
@@ -399,8 +402,7 @@ class Server(DomainOps, ControlOps):
         path = self._path(conn, fields[0].decode("latin-1"))
         view = self._view(conn, tx)
         self._check(conn, view, path, perms.READ)
-        names = view.children(path)
-        listing = join(*names) if names else b""
+        listing = view.listing(path)
         offset = atoi(fields[1].decode("latin-1"))
         generation = b"%d\0" % view.gencnt(path)
         if offset >= len(listing):
@@ -562,7 +564,7 @@ class Server(DomainOps, ControlOps):
     def _explain(self, conn: Connection, tx: Transaction, refused: XenStoreError) -> None:
         """Say which path and which commit made a commit fail (log and CONTROL conflicts)."""
         lines = []
-        for conflict in tx.conflicts()[:5]:
+        for conflict in getattr(refused, "conflicts", [])[:5]:
             by = self._commits.get(conflict.changed_by, "a commit no longer remembered")
             lines.append(
                 f"transaction {tx.tx_id} of connection {conn.conn_id} (domain {conn.domid}) "
@@ -572,7 +574,8 @@ class Server(DomainOps, ControlOps):
         for line in lines or [str(refused)]:
             self.conflicts.append(line)
             if self.config.log_conflicts:
-                self._effects.append(Log(line))
+                # INFO: retried conflicts are routine; -V shows them.
+                self._effects.append(Log(line, logging.INFO))
 
     # -- domains and control ---------------------------------------------------
 

@@ -22,9 +22,10 @@ class Close(NamedTuple):
 
 
 class Log(NamedTuple):
-    """A line for the daemon's log."""
+    """A line for the daemon's log, at a :mod:`logging` level (WARNING by default)."""
 
     message: str
+    level: int = 30
 
 
 class Listen(NamedTuple):

@@ -286,7 +286,7 @@ class Shell:
             elif type(effect) is Close:
                 self.close_peer(effect.conn_id, effect.reason)
             elif type(effect) is Log:
-                log.warning("%s", effect.message)
+                log.log(effect.level, "%s", effect.message)
             elif type(effect) is Listen:
                 self._listen(effect.domid)
             elif type(effect) is Unlisten:
@@ -298,8 +298,9 @@ class Shell:
         """Write what each connection got during this batch, in place when possible."""
         dirty, self._dirty = self._dirty, []
         for peer in dirty:
-            data = b"".join(peer.out)
-            peer.out.clear()
+            out = peer.out
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
             if peer.closing:
                 continue
             if peer.backlog:

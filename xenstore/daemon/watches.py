@@ -13,6 +13,7 @@ registered, as cxenstored orders them.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ from xenstore.errors import EEXIST, ENOENT
 from xenstore.perms import Perms
 from xenstore.protocol.codec import Packet
 from xenstore.protocol.ops import Op
+
+WATCH_EVENT = Op.WATCH_EVENT
 
 #: Whether connection ``conn_id`` may hear of a change judged by these perms.
 MayHear = Callable[[int, tuple[Perms, ...]], bool]
@@ -45,6 +48,8 @@ class Watch:
     relative_to: str | None
     #: Registration order, which orders a connection's events for one change.
     seq: int
+    #: The end of every event's payload: ``\0<token>\0``.
+    suffix: bytes = b""
 
     def epath(self, path: str) -> str:
         """The event path to report for ``path``."""
@@ -54,8 +59,8 @@ class Watch:
 
     def event(self, path: str) -> Send:
         """The WATCH_EVENT for a change at ``path`` (req_id and tx_id 0)."""
-        payload = self.epath(path).encode() + b"\0" + self.token + b"\0"
-        return Send(self.conn_id, Packet(Op.WATCH_EVENT, 0, 0, payload))
+        payload = self.epath(path).encode() + self.suffix
+        return Send(self.conn_id, Packet(WATCH_EVENT, 0, 0, payload))
 
 
 def levels_below(path: str, top: str) -> int:
@@ -77,6 +82,8 @@ class WatchRegistry:
         self._seq = 0
         #: Watches looked at by matching (a test counts these, not seconds).
         self.examined = 0
+        #: Connections whose events are filtered by permissions (the others hear all).
+        self.unprivileged: set[int] = set()
 
     def __len__(self) -> int:
         return sum(len(w) for w in self.by_conn.values())
@@ -90,7 +97,8 @@ class WatchRegistry:
         if key in mine:
             raise EEXIST(f"already watching {wpath}")
         self._seq += 1
-        watch = Watch(conn_id, wpath, token, depth, relative_to, self._seq)
+        watch = Watch(conn_id, wpath, token, depth, relative_to, self._seq,
+                      b"\0" + token + b"\0")
         mine[key] = watch
         on_path = self.by_path.get(wpath)
         if on_path is None:
@@ -98,7 +106,8 @@ class WatchRegistry:
             if wpath.startswith("/"):
                 self._index.add(wpath)
         else:
-            on_path.append(watch)
+            # Kept in event order, so that one path's watches need no sorting.
+            bisect.insort(on_path, watch, key=_order)
         return watch
 
     def remove(self, conn_id: int, wpath: str, token: bytes) -> None:
@@ -126,18 +135,20 @@ class WatchRegistry:
         """Watches that a change at ``path`` fires: on it or an ancestor, within depth."""
         by_path = self.by_path
         found: list[Watch] = []
+        levels = 0
         top = path
         while True:
             watches = by_path.get(top)
             if watches:
                 self.examined += len(watches)
-                for watch in watches:
-                    if watch.depth is None or levels_below(path, top) <= watch.depth:
-                        found.append(watch)
+                below = levels_below(path, top)
+                found.extend(w for w in watches if w.depth is None or below <= w.depth)
+                levels += 1
             if top == paths.ROOT:
                 break
             top = paths.parent(top)
-        found.sort(key=_order)
+        if levels > 1:
+            found.sort(key=_order)
         return found
 
     def on_exactly(self, path: str) -> list[Watch]:
@@ -185,6 +196,7 @@ class WatchRegistry:
         node and its ancestors.
         """
         out: list[Send] = []
+        unprivileged = self.unprivileged
         if change.removed:
             watched = self.watched_below(change.path)
             for gone, judged_by in change.removed if watched else ():
@@ -194,11 +206,17 @@ class WatchRegistry:
                         for watch in self.on_exactly(gone)
                         if may_hear(watch.conn_id, judged_by)
                     )
-        out.extend(
-            watch.event(change.path)
-            for watch in self.on_change(change.path)
-            if may_hear(watch.conn_id, change.perms)
-        )
+        path = change.path
+        encoded = path.encode()
+        judged_by = change.perms
+        for watch in self.on_change(path):
+            conn_id = watch.conn_id
+            if conn_id in unprivileged and not may_hear(conn_id, judged_by):
+                continue
+            if watch.relative_to is None:
+                out.append(Send(conn_id, Packet(WATCH_EVENT, 0, 0, encoded + watch.suffix)))
+            else:
+                out.append(watch.event(path))
         return out
 
     def special_events(self, name: str, domid: int, may_hear: MayHear,

@@ -135,6 +135,10 @@ class Transaction:
             entry.added
         )
 
+    def listing(self, path: str) -> bytes:
+        names = list(self.children(path))
+        return "\0".join(names).encode() + b"\0" if names else b""
+
     def gencnt(self, path: str) -> int:
         if path in self.pending:
             # Its own changes: a number that moves whenever it changes anything.
@@ -239,10 +243,12 @@ class Transaction:
             conflicts = self.conflicts()
             if conflicts:
                 first = conflicts[0]
-                raise EAGAIN(
+                refused = EAGAIN(
                     f"transaction {self.tx_id}: the {first.aspect} of {first.path} it read "
                     f"was changed by commit {first.changed_by}"
                 )
+                refused.conflicts = conflicts  # type: ignore[attr-defined]
+                raise refused
             store = self.store
             gen = store.next_generation()
             changes: dict[str, Change] = {}
