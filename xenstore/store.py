@@ -37,7 +37,9 @@ from xenstore.perms import Perm, Perms, intern, owner_only
 
 
 class Node:
-    """One node. ``children`` maps child names to ``None`` (an ordered set)."""
+    """One node. ``children`` maps child names to ``None`` (an ordered set), or is
+    ``None`` for a node without children: most nodes are leaves, and an empty dict
+    costs 64 bytes each."""
 
     __slots__ = ("cgen", "children", "listing", "perms", "pgen", "value", "vgen")
 
@@ -51,7 +53,7 @@ class Node:
         self.value = value
         self.perms = perms
         self.vgen = self.pgen = self.cgen = gen
-        self.children: dict[str, None] = {} if children is None else children
+        self.children: dict[str, None] | None = children or None
         #: The children as DIRECTORY sends them, kept until the list changes.
         self.listing: bytes | None = None
 
@@ -61,14 +63,15 @@ class Node:
         return max(self.vgen, self.pgen, self.cgen)
 
     def copy(self) -> Node:
-        twin = Node(self.value, self.perms, self.vgen, dict(self.children))
+        twin = Node(self.value, self.perms, self.vgen,
+                    dict(self.children) if self.children else None)
         twin.pgen, twin.cgen = self.pgen, self.cgen
         return twin
 
     def __repr__(self) -> str:
         return (
             f"Node({self.value!r}, {self.perms}, v{self.vgen} p{self.pgen} c{self.cgen}, "
-            f"{list(self.children)})"
+            f"{list(self.children or ())})"
         )
 
 
@@ -216,7 +219,7 @@ class Store:
         return self.nodes[path].perms
 
     def children(self, path: str) -> Iterable[str]:
-        return self.nodes[path].children
+        return self.nodes[path].children or ()
 
     def listing(self, path: str) -> bytes:
         """The children as DIRECTORY sends them (``name\0`` each), computed once per change."""
@@ -269,6 +272,8 @@ class Store:
         missing.reverse()
         above = nodes[top]
         self._save(top, above, gen)
+        if above.children is None:
+            above.children = {}
         above.children[paths.basename(missing[0])] = None
         above.listing = None
         above.cgen = gen
@@ -322,7 +327,10 @@ class Store:
             )
             del nodes[gone]
         self._save(above_path, above, gen)
+        assert above.children is not None
         del above.children[paths.basename(path)]
+        if not above.children:
+            above.children = None
         above.listing = None
         above.cgen = gen
         return Change(path, (removed[-1][1].perms, above.perms), entries)
@@ -366,12 +374,12 @@ class Store:
                 problems.append(f"{path}: no permissions")
             if node.generation > self.generation:
                 problems.append(f"{path}: generation {node.generation} from the future")
-            for name in node.children:
+            for name in node.children or ():
                 if paths.child(path, name) not in nodes:
                     problems.append(f"{path}: lists missing child {name}")
             if path != "/":
                 above = nodes.get(paths.parent(path))
-                if above is None or paths.basename(path) not in above.children:
+                if above is None or paths.basename(path) not in (above.children or ()):
                     problems.append(f"{path}: not listed by its parent")
         if not self._snapshots and self.history:
             problems.append(f"{len(self.history)} paths keep versions with no snapshot open")

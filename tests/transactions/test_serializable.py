@@ -247,7 +247,7 @@ class Transactions(RuleBasedStateMachine):
             node = nodes[path]
             assert node.value == value, path
             assert tuple(str(p) for p in node.perms) == perms, path
-            assert list(node.children) == children, path
+            assert list(node.children or ()) == children, path
         assert self.server.store.check() == []
         assert self.server.store.open_snapshots == len(self.open)
 

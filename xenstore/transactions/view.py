@@ -128,7 +128,7 @@ class Transaction:
         entry = self.pending.get(path)
         if entry is not None and entry.created:
             return list(entry.added)
-        names = self._base(path, CHILDREN).children
+        names = self._base(path, CHILDREN).children or ()
         if entry is None:
             return list(names)
         return [n for n in names if n not in entry.dropped and n not in entry.added] + list(
