@@ -249,6 +249,9 @@ class Transaction:
                 )
                 refused.conflicts = conflicts  # type: ignore[attr-defined]
                 raise refused
+            # Its own snapshot is no longer needed: closed first, so the replay
+            # does not save old versions for it (a copy of a big parent's list).
+            self.close()
             store = self.store
             gen = store.next_generation()
             changes: dict[str, Change] = {}
