@@ -111,8 +111,11 @@ class Server(DomainOps, ControlOps):
         self.watches = WatchRegistry()
         #: Open transactions per unprivileged domain (the transactions quota).
         self._open_by_domain: dict[int, int] = {}
-        #: generation -> who committed it, for the conflict explainer.
-        self._commits: dict[int, str] = {}
+        #: The latest commits, for the conflict explainer: a ring indexed by
+        #: generation, holding (generation, conn_id, domid, op, tx_id, first argument).
+        self._commits: list[tuple[int, int, int, int, int, bytes] | None] = (
+            [None] * COMMITS_REMEMBERED
+        )
         #: The latest refused commits, explained (CONTROL conflicts).
         self.conflicts: deque[str] = deque(maxlen=100)
         self._next_conn_id = 1
@@ -550,22 +553,29 @@ class Server(DomainOps, ControlOps):
             tx.close()
 
     def _remember_commit(self, conn: Connection, packet: Packet) -> None:
-        commits = self._commits
-        what = Op(packet.op).name if packet.op in Op._value2member_map_ else str(packet.op)
-        detail = packet.payload.split(b"\0", 1)[0][:80].decode("latin-1")
-        who = f"connection {conn.conn_id} (domain {conn.domid})"
-        if packet.op == Op.TRANSACTION_END:
-            commits[self.store.generation] = f"{who} committing transaction {packet.tx_id}"
-        else:
-            commits[self.store.generation] = f"{who} {what} {detail}"
-        if len(commits) > COMMITS_REMEMBERED:
-            del commits[next(iter(commits))]
+        gen = self.store.generation
+        # Only the facts here: words are made if a conflict is ever explained.
+        self._commits[gen % COMMITS_REMEMBERED] = (
+            gen, conn.conn_id, conn.domid, packet.op, packet.tx_id, packet.payload[:80]
+        )
+
+    def _committer(self, gen: int) -> str:
+        entry = self._commits[gen % COMMITS_REMEMBERED]
+        if entry is None or entry[0] != gen:
+            return "a commit no longer remembered"
+        _, conn_id, domid, op, tx_id, payload = entry
+        who = f"connection {conn_id} (domain {domid})"
+        if op == Op.TRANSACTION_END:
+            return f"{who} committing transaction {tx_id}"
+        what = Op(op).name if op in Op._value2member_map_ else str(op)
+        detail = payload.partition(b"\0")[0].decode("latin-1")
+        return f"{who} {what} {detail}"
 
     def _explain(self, conn: Connection, tx: Transaction, refused: XenStoreError) -> None:
         """Say which path and which commit made a commit fail (log and CONTROL conflicts)."""
         lines = []
         for conflict in getattr(refused, "conflicts", [])[:5]:
-            by = self._commits.get(conflict.changed_by, "a commit no longer remembered")
+            by = self._committer(conflict.changed_by)
             lines.append(
                 f"transaction {tx.tx_id} of connection {conn.conn_id} (domain {conn.domid}) "
                 f"refused: the {conflict.aspect} of {conflict.path} it read was changed by "
