@@ -90,8 +90,10 @@ class Transaction:
         pending = self.pending
         if not pending:
             return False
-        for above in paths.ancestors(path):
-            entry = pending.get(above)
+        while path != paths.ROOT:
+            cut = path.rfind("/")
+            path = path[:cut] if cut > 0 else paths.ROOT
+            entry = pending.get(path)
             if entry is not None and (entry.created or entry.removed):
                 return True
         return False
