@@ -1,9 +1,11 @@
 """The tree: nodes with values, permissions, ordered children, and their versions.
 
 Nodes live in one flat ``dict`` keyed by canonical path, so a READ is one
-lookup whatever the depth; each node also keeps its children's names in an
+lookup whatever the depth; each node also keeps its children in an
 insertion-ordered ``dict`` (O(1) add and remove, listed in the order cxenstored
-lists them).
+lists them). The child dict's keys are the children's full paths, the very
+string objects that key the flat dict: a name is cut from its path only when a
+listing is made, so no node pays for its name twice.
 
 Every committed change (a request outside a transaction, or a whole
 transaction's commit) gets the next value of the store's ``generation``. A node
@@ -37,9 +39,9 @@ from xenstore.perms import Perm, Perms, intern, owner_only
 
 
 class Node:
-    """One node. ``children`` maps child names to ``None`` (an ordered set), or is
-    ``None`` for a node without children: most nodes are leaves, and an empty dict
-    costs 64 bytes each."""
+    """One node. ``children`` maps the children's paths to ``None`` (an ordered set),
+    or is ``None`` for a node without children: most nodes are leaves, and an empty
+    dict costs 64 bytes each."""
 
     __slots__ = ("cgen", "children", "listing", "perms", "pgen", "value", "vgen")
 
@@ -86,8 +88,16 @@ def postorder(path: str, lookup: Callable[[str], Node]) -> list[tuple[str, Node]
             out.append((top, node))
         else:
             stack.append((top, True))
-            stack.extend((paths.child(top, name), False) for name in reversed(node.children))
+            stack.extend((below, False) for below in reversed(node.children))
     return out
+
+
+def names_of(path: str, children: dict[str, None] | None) -> list[str]:
+    """The children's names, in order, from a child dict keyed by their paths."""
+    if not children:
+        return []
+    cut = 1 if path == paths.ROOT else len(path) + 1
+    return [below[cut:] for below in children]
 
 
 def inherited_perms(parent: Perms, owner: int | None) -> Perms:
@@ -219,15 +229,15 @@ class Store:
         return self.nodes[path].perms
 
     def children(self, path: str) -> Iterable[str]:
-        return self.nodes[path].children or ()
+        return names_of(path, self.nodes[path].children)
 
     def listing(self, path: str) -> bytes:
         """The children as DIRECTORY sends them (``name\0`` each), computed once per change."""
         node = self.nodes[path]
         listing = node.listing
         if listing is None:
-            children = node.children
-            listing = node.listing = "\0".join(children).encode() + b"\0" if children else b""
+            names = names_of(path, node.children)
+            listing = node.listing = "\0".join(names).encode() + b"\0" if names else b""
         return listing
 
     def gencnt(self, path: str) -> int:
@@ -274,7 +284,7 @@ class Store:
         self._save(top, above, gen)
         if above.children is None:
             above.children = {}
-        above.children[paths.basename(missing[0])] = None
+        above.children[missing[0]] = None
         above.listing = None
         above.cgen = gen
         perms = inherited_perms(above.perms, owner)
@@ -284,7 +294,7 @@ class Store:
         for index, new in enumerate(missing):
             self._save(new, None, gen)
             last = new == path
-            children = None if last else {paths.basename(missing[index + 1]): None}
+            children = None if last else {missing[index + 1]: None}
             node = Node(value if last else b"", perms, gen, children)
             nodes[new] = node
         return node
@@ -328,7 +338,7 @@ class Store:
             del nodes[gone]
         self._save(above_path, above, gen)
         assert above.children is not None
-        del above.children[paths.basename(path)]
+        del above.children[path]
         if not above.children:
             above.children = None
         above.listing = None
@@ -355,7 +365,7 @@ class Store:
             yield top
             children = nodes[top].children
             if children:
-                stack.extend(paths.child(top, name) for name in reversed(children))
+                stack.extend(reversed(children))
 
     def check(self) -> list[str]:
         """The tree's invariants, as a list of violations (empty when sound).
@@ -374,12 +384,12 @@ class Store:
                 problems.append(f"{path}: no permissions")
             if node.generation > self.generation:
                 problems.append(f"{path}: generation {node.generation} from the future")
-            for name in node.children or ():
-                if paths.child(path, name) not in nodes:
-                    problems.append(f"{path}: lists missing child {name}")
+            for below in node.children or ():
+                if below not in nodes or paths.parent(below) != path:
+                    problems.append(f"{path}: lists missing child {paths.basename(below)}")
             if path != "/":
                 above = nodes.get(paths.parent(path))
-                if above is None or paths.basename(path) not in (above.children or ()):
+                if above is None or path not in (above.children or ()):
                     problems.append(f"{path}: not listed by its parent")
         if not self._snapshots and self.history:
             problems.append(f"{len(self.history)} paths keep versions with no snapshot open")

@@ -39,7 +39,7 @@ from xenstore.errors import (
 )
 from xenstore.protocol.codec import Packet, join, split
 from xenstore.protocol.ops import PAYLOAD_MAX, Op
-from xenstore.store import Store, View
+from xenstore.store import Store, View, names_of
 from xenstore.transactions import Transaction
 
 OK = b"OK\0"
@@ -316,7 +316,7 @@ class Server(DomainOps, ControlOps):
         if conn.privileged:
             return
         node = self.store.nodes.get(path)
-        names = sum(len(n) + 1 for n in node.children or ()) if node is not None else 0
+        names = sum(len(n) + 1 for n in names_of(path, node.children)) if node is not None else 0
         n_perms = len(node.perms) if node is not None else 1
         # cxenstored's record: a 24-byte header, 8 bytes a permission, the value,
         # the child names; it refuses one that reaches the quota.

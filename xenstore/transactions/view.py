@@ -25,7 +25,7 @@ from xenstore import paths
 from xenstore.changes import Change
 from xenstore.errors import EAGAIN
 from xenstore.perms import Perms
-from xenstore.store import Node, Store, inherited_perms
+from xenstore.store import Node, Store, inherited_perms, names_of
 
 #: What a read consulted.
 EXISTS, VALUE, PERMS, CHILDREN = "existence", "value", "perms", "children"
@@ -130,7 +130,7 @@ class Transaction:
         entry = self.pending.get(path)
         if entry is not None and entry.created:
             return list(entry.added)
-        names = self._base(path, CHILDREN).children or ()
+        names = names_of(path, self._base(path, CHILDREN).children)
         if entry is None:
             return list(names)
         return [n for n in names if n not in entry.dropped and n not in entry.added] + list(
