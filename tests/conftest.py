@@ -107,10 +107,9 @@ def ref_daemon() -> Iterator[launcher.ReferenceDaemon]:
     yield from reference_daemon("c")
 
 
-@pytest.fixture(params=["ours", "cxenstored"])
-def any_daemon(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The socket path of our daemon, then of the reference: same test, both daemons."""
-    if request.param == "ours":
+def daemon_socket(ours: bool) -> Iterator[str]:
+    """The socket path of a fresh daemon, ours or the reference, for the iteration."""
+    if ours:
         daemon = OurDaemon()
         try:
             yield daemon.socket_path
@@ -119,3 +118,9 @@ def any_daemon(request: pytest.FixtureRequest) -> Iterator[str]:
     else:
         for ref in reference_daemon("c"):
             yield ref.socket_path
+
+
+@pytest.fixture(params=["ours", "cxenstored"])
+def any_daemon(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The socket path of our daemon, then of the reference: same test, both daemons."""
+    yield from daemon_socket(request.param == "ours")

@@ -81,23 +81,3 @@ def parent(path: str) -> str:
 
 def basename(path: str) -> str:
     return path[path.rfind("/") + 1 :]
-
-
-def child(path: str, name: str) -> str:
-    return f"/{name}" if path == ROOT else f"{path}/{name}"
-
-
-def ancestors(path: str) -> list[str]:
-    """Proper ancestors of a canonical path, nearest first, ending with ``/``."""
-    out: list[str] = []
-    while path != ROOT:
-        path = parent(path)
-        out.append(path)
-    return out
-
-
-def is_below(path: str, top: str) -> bool:
-    """True when ``path`` is ``top`` or inside its subtree."""
-    if top == ROOT:
-        return path.startswith("/")
-    return path == top or path.startswith(top + "/")

@@ -216,9 +216,6 @@ class Store:
 
     # -- reads (the View protocol, on the current tree) ------------------------
 
-    def get(self, path: str) -> Node | None:
-        return self.nodes.get(path)
-
     def exists(self, path: str) -> bool:
         return path in self.nodes
 

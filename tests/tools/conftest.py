@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import OurDaemon, reference_daemon
+from tests.conftest import daemon_socket
 from tests.tools import helpers
 
 
@@ -22,15 +22,8 @@ def xs_socket(request: pytest.FixtureRequest) -> Iterator[str]:
     path = os.environ.get("XS_TEST_SOCKET")
     if path:
         yield path
-    elif request.param == "pyxenstored":
-        daemon = OurDaemon()
-        try:
-            yield daemon.socket_path
-        finally:
-            daemon.stop()
     else:
-        for ref in reference_daemon("c"):
-            yield ref.socket_path
+        yield from daemon_socket(request.param == "pyxenstored")
 
 
 @pytest.fixture(params=["ours", "c"])
