@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -30,6 +31,25 @@ def notify_ready() -> None:
             sock.sendto(b"READY=1", address)
         except OSError as exc:
             log.warning("sd_notify to %s failed: %s", address, exc)
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit of open files as far as the hard limit allows.
+
+    Every client is a file descriptor; distributions start processes with a soft
+    limit of 1024, which a host with many guests and tools outgrows. Returns the
+    limit in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, target, exc)
+    log.info("open files limit: %d", soft)
+    return soft
 
 
 def announce_ready(args: object, socket_path: str) -> None:
@@ -72,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for flag in options.not_yet_given(args):
         print(f"pyxenstored: warning: {flag} is not implemented yet; ignored", file=sys.stderr)
+    raise_open_files_limit()
     try:
         shell = assemble.build_shell(args)
     except ValueError as exc:

@@ -6,7 +6,7 @@ import argparse
 
 from xenstore.daemon.config import Config
 from xenstore.daemon.core import Server
-from xenstore.daemon.shell import BACKLOG_MAX, Shell, ShellOptions
+from xenstore.daemon.shell import BACKLOG_MAX, BACKLOG_TOTAL, Shell, ShellOptions
 from xenstore.daemon.trace import Tracer
 
 #: cxenstored's quota flags and the quota each one sets.
@@ -46,6 +46,7 @@ def build_shell(args: argparse.Namespace) -> Shell:
             socket_path=args.socket,
             socket_mode=args.socket_mode,
             backlog_max=args.backlog_max or BACKLOG_MAX,
+            backlog_total=args.backlog_total or BACKLOG_TOTAL,
             domain_dir=args.domain_dir,
             domain_socket_mode=args.domain_socket_mode,
             domain_socket_owner=args.domain_socket_owner,

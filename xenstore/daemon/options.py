@@ -77,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
                    "(default 200/10; 0: no limit)")
     p.add_argument("--backlog-max", metavar="BYTES", type=int, default=None,
                    help="disconnect a client whose unread output exceeds BYTES (default 16 MiB)")
+    p.add_argument("--backlog-total", metavar="BYTES", type=int, default=None,
+                   help="when all clients' unread output exceeds BYTES, disconnect the client "
+                   "holding the most (default 64 MiB)")
     # Accepted for compatibility; they change nothing here.
     p.add_argument("-D", "--no-domain-init", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-I", "--internal-db", action="store_true", help=argparse.SUPPRESS)

@@ -6,8 +6,19 @@ replies (and whatever else the core asked for) in place with a non-blocking
 ``send``: a trio wake-up costs far more than a message, so a burst of pipelined
 requests is answered with one write. Only bytes the kernel will not take wait
 in a per-connection backlog, drained by a flusher task when the socket is
-writable again; a backlog over its bound disconnects that client instead of
-letting it grow the daemon's memory.
+writable again.
+
+Output is bounded three ways, so that no client can grow the daemon's memory
+by not reading (the XSA-326 family of advisories):
+
+- replies: a connection whose backlog passes ``stall_at`` (any backlog at all
+  for a guest) is not read again until it drains, so its further requests wait
+  in the kernel's socket buffer, not here;
+- watch events, which others cause: a connection's backlog over ``backlog_max``
+  disconnects it;
+- everyone together: when all backlogs add up to more than ``backlog_total``,
+  the connection holding the most is disconnected (a thousand never-reading
+  watchers must not hold a thousand ``backlog_max``).
 """
 
 from __future__ import annotations
@@ -35,6 +46,12 @@ log = logging.getLogger("xenstore.daemon")
 RECV_SIZE = 65536
 #: Default bound of a connection's unsent output (``--backlog-max``).
 BACKLOG_MAX = 16 * 1024 * 1024
+#: Default bound of all connections' unsent output together (``--backlog-total``).
+BACKLOG_TOTAL = 64 * 1024 * 1024
+#: A dom0 connection with this much unsent output is not read until it drains.
+STALL_AT = 1024 * 1024
+#: While a batch of pipelined requests is answered, how often the backlog is checked.
+STALL_CHECK_EVERY = 64
 #: Requests that count against a guest's write rate, as cxenstored counts them.
 WRITES = frozenset((Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS, Op.TRANSACTION_END))
 
@@ -60,12 +77,20 @@ class Peer:
         self.closing = False
         self.scope = trio.CancelScope()
 
+    @property
+    def who(self) -> str:
+        """The connection as log lines name it."""
+        side = "dom0" if self.domid is None else f"domain {self.domid}"
+        return f"connection {self.conn_id} ({side})"
+
 
 @dataclass(slots=True)
 class ShellOptions:
     socket_path: str
     socket_mode: int = 0o600
     backlog_max: int = BACKLOG_MAX
+    backlog_total: int = BACKLOG_TOTAL
+    stall_at: int = STALL_AT
     #: Where introduced domains get their sockets (``--domain-dir``); None: nowhere.
     domain_dir: str | None = None
     domain_socket_mode: int = 0o600
@@ -115,6 +140,10 @@ class Shell:
         #: Listening sockets of introduced domains, with the scope of their accept loop.
         self._domain_sockets: dict[int, tuple[socket.socket, trio.CancelScope, str]] = {}
         self._rates: dict[int, TokenBucket] = {}
+        #: Domains whose writes are being held by the write rate (logged once a spell).
+        self._throttled: set[int] = set()
+        #: Bytes in every connection's backlog together.
+        self.backlog_bytes = 0
 
     async def serve(
         self,
@@ -201,13 +230,12 @@ class Shell:
         if self.tracer:
             self.tracer.created(conn_id)
         framer = Framer()
+        stall_at = self.options.stall_at
         try:
             with peer.scope:
                 while not peer.closing:
-                    if peer.backlog and domid is not None:
-                        # A guest's replies must drain before it is heard again:
-                        # what it sends meanwhile waits in the kernel, not here.
-                        await peer.drained.wait()
+                    if peer.backlog and (domid is not None or len(peer.backlog) >= stall_at):
+                        await self._stall(peer)
                         continue
                     await trio.lowlevel.wait_readable(sock)
                     try:
@@ -221,28 +249,42 @@ class Shell:
                     try:
                         packets = framer.feed(data)
                     except ProtocolError as exc:
-                        log.info("connection %d: %s; closing it", conn_id, exc)
+                        log.warning("%s: %s; closing it", peer.who, exc)
                         break
                     for count, packet in enumerate(packets, 1):
                         if domid is not None:
                             await self._pace_guest(peer, domid, packet.op, count)
+                        elif count % STALL_CHECK_EVERY == 0:
+                            # One read may hold thousands of requests, each with a
+                            # reply of up to 4 KiB: answer them in slices.
+                            self.flush_dirty()
+                            if len(peer.backlog) >= stall_at:
+                                await self._stall(peer)
+                        if peer.closing:
+                            break
                         if self.tracer:
                             self.tracer.message("IN", conn_id, packet)
                         self.carry_out(server.handle(conn_id, packet))
                     self.flush_dirty()
                     if framer.broken:
-                        log.info("connection %d: oversized payload length; closing it", conn_id)
+                        log.warning("%s: oversized payload length; closing it", peer.who)
                         break
         finally:
             del self.peers[conn_id]
-            peer.closing = True
-            peer.scope.cancel()
+            self._release(peer)
             self.carry_out(server.disconnect(conn_id))
             self.flush_dirty()
             if self.tracer:
                 self.tracer.destroyed(conn_id)
             trio.lowlevel.notify_closing(sock)
             sock.close()
+
+    async def _stall(self, peer: Peer) -> None:
+        """Hear no more from ``peer`` until it has read what it was sent."""
+        log.info("%s: %d bytes of replies unread; not reading its requests until it drains",
+                 peer.who, len(peer.backlog))
+        while peer.backlog and not peer.closing:
+            await peer.drained.wait()
 
     async def _pace_guest(self, peer: Peer, domid: int, op: int, count: int) -> None:
         """Hold a guest's next request while it has too many unread replies, or while
@@ -264,10 +306,15 @@ class Shell:
                                  trio.current_time())
             self._rates[domid] = bucket
         wait = bucket.take(trio.current_time())
-        if wait > 0:
-            self.flush_dirty()  # answer what came before it first
-            log.debug("domain %d: write rate limit, waiting %.3f s", domid, wait)
-            await trio.sleep(wait)
+        if wait <= 0:
+            self._throttled.discard(domid)
+            return
+        if domid not in self._throttled:
+            self._throttled.add(domid)
+            log.info("domain %d: over its write rate (%g/s); holding its writes",
+                     domid, bucket.rate)
+        self.flush_dirty()  # answer what came before it first
+        await trio.sleep(wait)
 
     # -- carrying out the core's effects ---------------------------------------
 
@@ -318,12 +365,17 @@ class Shell:
 
     def _queue(self, peer: Peer, data: bytes | memoryview) -> None:
         peer.backlog += data
+        self.backlog_bytes += len(data)
         if len(peer.backlog) > self.options.backlog_max:
             self.close_peer(
                 peer.conn_id,
                 f"{len(peer.backlog)} bytes of unread output (limit {self.options.backlog_max})",
             )
             return
+        if self.backlog_bytes > self.options.backlog_total:
+            self._shed()
+            if peer.closing:
+                return
         if not peer.flushing and self._nursery is not None:
             peer.flushing = True
             self._nursery.start_soon(self._flush, peer)
@@ -340,6 +392,7 @@ class Shell:
                     self.close_peer(peer.conn_id, "send failed")
                     return
                 del peer.backlog[:sent]
+                self.backlog_bytes -= sent
             if not peer.backlog:
                 peer.drained.set()
                 peer.drained = trio.Event()
@@ -358,11 +411,32 @@ class Shell:
             except OSError as exc:
                 log.warning("cannot trace to %s: %s", path, exc)
 
+    def _shed(self) -> None:
+        """Disconnect the connections holding the most unsent output until all of it
+        fits ``backlog_total`` again."""
+        limit = self.options.backlog_total
+        while self.backlog_bytes > limit:
+            peer = max(self.peers.values(), key=lambda p: 0 if p.closing else len(p.backlog))
+            if peer.closing or not peer.backlog:
+                break
+            self.close_peer(
+                peer.conn_id,
+                f"{len(peer.backlog)} bytes of unread output, the most of any connection, "
+                f"while all connections hold {self.backlog_bytes} (limit {limit})",
+            )
+
     def close_peer(self, conn_id: int, reason: str) -> None:
         peer = self.peers.get(conn_id)
         if peer is None or peer.closing:
             return
-        log.warning("closing connection %d: %s", conn_id, reason)
-        peer.closing = True
-        peer.scope.cancel()
-        peer.drained.set()
+        log.warning("closing %s: %s", peer.who, reason)
+        self._release(peer)
+
+    def _release(self, peer: Peer) -> None:
+        """Stop serving ``peer``; nothing more will be sent to it, so its backlog goes now."""
+        if not peer.closing:
+            peer.closing = True
+            peer.scope.cancel()
+            peer.drained.set()
+        self.backlog_bytes -= len(peer.backlog)
+        peer.backlog = bytearray()
