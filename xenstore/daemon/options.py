@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
                    help="disconnect a client whose unread output exceeds BYTES (default 16 MiB)")
     p.add_argument("--backlog-total", metavar="BYTES", type=int, default=None,
                    help="when all clients' unread output exceeds BYTES, disconnect the client "
-                   "holding the most (default 64 MiB)")
+                   "holding the most (default 32 MiB)")
     # Accepted for compatibility; they change nothing here.
     p.add_argument("-D", "--no-domain-init", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-I", "--internal-db", action="store_true", help=argparse.SUPPRESS)

@@ -47,7 +47,7 @@ RECV_SIZE = 65536
 #: Default bound of a connection's unsent output (``--backlog-max``).
 BACKLOG_MAX = 16 * 1024 * 1024
 #: Default bound of all connections' unsent output together (``--backlog-total``).
-BACKLOG_TOTAL = 64 * 1024 * 1024
+BACKLOG_TOTAL = 32 * 1024 * 1024
 #: A dom0 connection with this much unsent output is not read until it drains.
 STALL_AT = 1024 * 1024
 #: While a batch of pipelined requests is answered, how often the backlog is checked.
