@@ -327,12 +327,20 @@ class Store:
                 (gone, (node.perms, node_of[paths.parent(gone)].perms))
                 for gone, node in removed[:-1]
             )
+        if self._snapshots:
+            for gone, node in removed:
+                self._save(gone, node, gen, copy=False)
+        # One account update per owner, not per node: a domain's teardown removes
+        # tens of thousands of nodes of one or two owners.
+        counts: dict[int, int] = {}
+        sizes: dict[int, int] = {}
         for gone, node in removed:
-            self._save(gone, node, gen, copy=False)
-            self._account(
-                node.perms[0].domid, -1, -(len(gone) + len(node.value) + 8 * len(node.perms))
-            )
+            owner = node.perms[0].domid
+            counts[owner] = counts.get(owner, 0) - 1
+            sizes[owner] = sizes.get(owner, 0) - (len(gone) + len(node.value) + 8 * len(node.perms))
             del nodes[gone]
+        for owner, count in counts.items():
+            self._account(owner, count, sizes[owner])
         self._save(above_path, above, gen)
         assert above.children is not None
         del above.children[path]
