@@ -162,6 +162,30 @@ def test_a_guest_over_quota_is_refused_and_logged_others_go_on(host: Host) -> No
     assert "domain 5: nodes quota hit" in host.daemon.stderr()
 
 
+def test_a_guest_cannot_flood_the_log(host: Host) -> None:
+    """Every refused request over a quota is worth a log line, and a guest can send
+    them as fast as it likes: its lines are rate-limited, and the count of those
+    left out is logged with the next."""
+    host.introduce(5)
+    host.dom0.request(Op.SET_QUOTA, join("5", "watches", "1"))
+    guest = Client(os.path.join(host.domain_dir, "5"), timeout=10)
+    guest.watch("a", "t0")
+    refused = 0
+    for n in range(300):
+        with pytest.raises(errors.XenStoreError) as caught:
+            guest.watch(f"b{n}", "t")
+        refused += caught.value.name == "ENOSPC"
+    assert refused == 300
+    time.sleep(0.5)  # a budget refills with time: the next line is logged
+    with pytest.raises(errors.XenStoreError):
+        guest.watch("last", "t")
+    log = host.daemon.stderr()
+    lines = log.count("domain 5: watches quota hit")
+    assert 1 <= lines < 100, lines
+    assert "more lines of domain 5 not logged" in log
+    guest.close()
+
+
 def test_a_guest_that_never_reads_is_paced_not_buffered(host: Host) -> None:
     host.introduce(5)
     host.dom0.write("/local/domain/5/big", "v" * 4000)

@@ -200,7 +200,8 @@ class Server(DomainOps, ControlOps):
             reply = exc.name.encode() + b"\0"
             op = Op.ERROR
         except Exception as exc:  # a bug must cost one request, not the daemon
-            effects.append(Log(f"internal error on {packet!r}: {exc!r}"))
+            effects.append(Log(f"internal error on {packet!r} from connection {conn_id}: "
+                               f"{exc!r}", domid=None if conn.privileged else conn.domid))
             reply = b"EIO\0"
             op = Op.ERROR
         if self.store.generation != before:
@@ -209,6 +210,10 @@ class Server(DomainOps, ControlOps):
         if self._after_reply:
             effects.extend(self._after_reply)
         return effects
+
+    def _guest_log(self, conn: Connection, text: str) -> None:
+        """Log ``text`` about the domain behind ``conn`` (rate-limited per domain)."""
+        self._effects.append(Log(f"domain {conn.domid}: {text}", domid=conn.domid))
 
     # -- lookups with cxenstored's permission rules ---------------------------
 
@@ -256,7 +261,7 @@ class Server(DomainOps, ControlOps):
                 raise EACCES(path)
             levels = path.count("/") - (above.count("/") if above != paths.ROOT else 0)
             if self._over(conn, "nodes", self.store.owned.get(conn.domid, 0) + levels):
-                self._effects.append(Log(f"domain {conn.domid}: nodes quota hit at {path}"))
+                self._guest_log(conn, f"nodes quota hit at {path}")
                 raise ENOSPC(f"domain {conn.domid} owns too many nodes")
             self._check_size(conn, above, 0, path[len(above):].lstrip("/").split("/")[0])
 
@@ -265,7 +270,7 @@ class Server(DomainOps, ControlOps):
             return self.store
         limit = self._quota(conn, "transaction-nodes")
         if not conn.privileged and limit and len(tx.touched) >= limit:
-            self._effects.append(Log(f"domain {conn.domid}: transaction-nodes quota hit"))
+            self._guest_log(conn, "transaction-nodes quota hit")
             raise ENOSPC(f"transaction {tx.tx_id} has touched {limit} nodes")
         return tx
 
@@ -304,10 +309,10 @@ class Server(DomainOps, ControlOps):
             for w in self.watches.by_conn.get(c.conn_id, {}).values()
         )
         if self._over(conn, "memory", held + more):
-            self._effects.append(Log(f"domain {conn.domid}: memory quota hit ({held} bytes)"))
+            self._guest_log(conn, f"memory quota hit ({held} bytes)")
             raise ENOMEM(f"domain {conn.domid} holds {held} bytes")
         if self.soft_memory and held <= self.soft_memory < held + more:
-            self._effects.append(Log(f"domain {conn.domid}: over the memory warning level"))
+            self._guest_log(conn, "over the memory warning level")
 
     def _check_size(
         self, conn: Connection, path: str, value_size: int, new_child: str = ""
@@ -322,7 +327,7 @@ class Server(DomainOps, ControlOps):
         # the child names; it refuses one that reaches the quota.
         size = 24 + 8 * n_perms + value_size + names + (len(new_child) + 1 if new_child else 0)
         if self._over(conn, "node-size", size + 1):
-            self._effects.append(Log(f"domain {conn.domid}: node-size quota hit at {path}"))
+            self._guest_log(conn, f"node-size quota hit at {path}")
             raise ENOSPC(f"node {path} would be {size} bytes")
 
     def _fire(self, change: Change | None) -> None:
@@ -429,7 +434,7 @@ class Server(DomainOps, ControlOps):
         if len(fields) < 2:
             raise EINVAL("SET_PERMS needs a path and at least one permission")
         if self._over(conn, "permissions", len(fields) - 1):
-            self._effects.append(Log(f"domain {conn.domid}: permissions quota hit"))
+            self._guest_log(conn, "permissions quota hit")
             raise ENOSPC(f"{len(fields) - 1} permission entries")
         new = perms.parse_list([f.decode("latin-1") for f in fields[1:]])
         if new[0].domid >= perms.DOMID_FIRST_RESERVED:
@@ -470,7 +475,7 @@ class Server(DomainOps, ControlOps):
                 if c.domid == conn.domid
             )
             if self._over(conn, "watches", count + 1):
-                self._effects.append(Log(f"domain {conn.domid}: watches quota hit"))
+                self._guest_log(conn, "watches quota hit")
                 raise ENOSPC(f"domain {conn.domid} has too many watches")
             self._check_memory(conn, len(wpath) + len(fields[1]))
         relative_to = None if raw[:1] in ("/", "@") else paths.home(conn.domid) + "/"
@@ -512,7 +517,7 @@ class Server(DomainOps, ControlOps):
         if not conn.privileged:
             limit = self._quota(conn, "transactions")
             if limit and self._open_by_domain.get(conn.domid, 0) >= limit:
-                self._effects.append(Log(f"domain {conn.domid}: transactions quota hit"))
+                self._guest_log(conn, "transactions quota hit")
                 raise ENOSPC(f"domain {conn.domid} has {limit} transactions open")
             self._open_by_domain[conn.domid] = self._open_by_domain.get(conn.domid, 0) + 1
         tx_id = conn.next_tx_id

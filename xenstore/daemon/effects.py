@@ -22,10 +22,15 @@ class Close(NamedTuple):
 
 
 class Log(NamedTuple):
-    """A line for the daemon's log, at a :mod:`logging` level (WARNING by default)."""
+    """A line for the daemon's log, at a :mod:`logging` level (WARNING by default).
+
+    ``domid``: the guest whose request caused the line. A guest can cause lines as
+    fast as it can send requests, so the shell rate-limits each guest's lines.
+    """
 
     message: str
     level: int = 30
+    domid: int | None = None
 
 
 class Listen(NamedTuple):

@@ -52,6 +52,10 @@ BACKLOG_TOTAL = 32 * 1024 * 1024
 STALL_AT = 1024 * 1024
 #: While a batch of pipelined requests is answered, how often the backlog is checked.
 STALL_CHECK_EVERY = 64
+#: Log lines a guest may cause a second, and how many at once: beyond that its
+#: lines are counted, and the count is logged with its next line.
+GUEST_LOG_RATE = 5.0
+GUEST_LOG_BURST = 20
 #: Requests that count against a guest's write rate, as cxenstored counts them.
 WRITES = frozenset((Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS, Op.TRANSACTION_END))
 
@@ -142,6 +146,8 @@ class Shell:
         self._rates: dict[int, TokenBucket] = {}
         #: Domains whose writes are being held by the write rate (logged once a spell).
         self._throttled: set[int] = set()
+        #: Per guest: its log line budget, and the lines it lost to it.
+        self._log_rates: dict[int, tuple[TokenBucket, list[int]]] = {}
         #: Bytes in every connection's backlog together.
         self.backlog_bytes = 0
 
@@ -221,6 +227,7 @@ class Shell:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         self._rates.pop(domid, None)
+        self._log_rates.pop(domid, None)
 
     async def _serve_peer(self, sock: socket.socket, domid: int | None = None) -> None:
         server = self.server
@@ -333,13 +340,33 @@ class Shell:
             elif type(effect) is Close:
                 self.close_peer(effect.conn_id, effect.reason)
             elif type(effect) is Log:
-                log.log(effect.level, "%s", effect.message)
+                self._log(effect)
             elif type(effect) is Listen:
                 self._listen(effect.domid)
             elif type(effect) is Unlisten:
                 self._unlisten(effect.domid)
             elif type(effect) is TraceFile:
                 self._retrace(effect.path)
+
+    def _log(self, line: Log) -> None:
+        """Log ``line``; a guest's lines within its budget (see GUEST_LOG_RATE)."""
+        if line.domid is None:
+            log.log(line.level, "%s", line.message)
+            return
+        entry = self._log_rates.get(line.domid)
+        if entry is None:
+            bucket = TokenBucket(GUEST_LOG_RATE, GUEST_LOG_BURST, trio.current_time())
+            entry = self._log_rates[line.domid] = (bucket, [0])
+        bucket, dropped = entry
+        if not bucket.try_take(trio.current_time()):
+            dropped[0] += 1
+            return
+        if dropped[0]:
+            log.log(line.level, "%s (and %d more lines of domain %d not logged)",
+                    line.message, dropped[0], line.domid)
+            dropped[0] = 0
+        else:
+            log.log(line.level, "%s", line.message)
 
     def flush_dirty(self) -> None:
         """Write what each connection got during this batch, in place when possible."""
