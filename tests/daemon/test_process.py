@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -64,6 +65,44 @@ def test_sigint_also_stops_cleanly(our_daemon: OurDaemon) -> None:
     os.kill(our_daemon.pid, signal.SIGINT)
     assert our_daemon.process.wait(10) == 0
     assert not os.path.exists(our_daemon.socket_path)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_a_busy_daemon_cleanly(signum: int) -> None:
+    """With clients connected (a watcher, one mid-message, one not reading its
+    replies, a guest on its domain socket), a signal still stops the daemon at once:
+    status 0, no traceback, every client sees the end, every socket file is gone."""
+    daemon = OurDaemon("--domain-dir", None)
+    try:
+        dom0 = Client(daemon.socket_path, timeout=10)
+        dom0.write("/local/domain/5", "")
+        dom0.request(Op.INTRODUCE, b"5\x004096\x001\x00")
+        guest_path = os.path.join(daemon.directory, "5")
+        guest = connect(guest_path)
+        guest.sendall(encode(Packet(Op.WATCH, 1, 0, b"@releaseDomain\0r\0")))
+        watcher = connect(daemon.socket_path)
+        watcher.sendall(encode(Packet(Op.WATCH, 1, 0, b"/w\0t\0")))
+        half = connect(daemon.socket_path)
+        half.sendall(encode(Packet(Op.WRITE, 1, 0, b"/half\0value"))[:-3])
+        dom0.write("/big", "v" * 4000)
+        hog = connect(daemon.socket_path)
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        hog.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            hog.sendall(encode(Packet(Op.READ, 1, 0, b"/big\0")) * 2000)
+        hog.settimeout(10)
+        assert replies(watcher, 2)[0] == Packet(Op.WATCH, 1, 0, b"OK\0")
+        os.kill(daemon.pid, signum)
+        assert daemon.process.wait(10) == 0
+        for sock in (guest, watcher, half, hog):
+            with contextlib.suppress(ConnectionResetError):
+                while sock.recv(65536):
+                    pass  # what was sent before the end, then EOF
+        assert not os.path.exists(daemon.socket_path)
+        assert not os.path.exists(guest_path)
+    finally:
+        daemon.stop()
+    assert "Traceback" not in daemon.stderr_text
 
 
 def test_sd_notify_ready() -> None:
