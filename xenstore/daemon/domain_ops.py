@@ -124,14 +124,19 @@ class DomainOps:
         rewrite = []
         for path, node in store.nodes.items():
             if node.perms[0].domid == domid:
-                above = store.nodes.get(paths.parent(path)) if path != "/" else None
-                if above is None or above.perms[0].domid != domid:
+                if path == paths.ROOT:
+                    # dom0 may give the root away, but the root cannot go: it is
+                    # handed back to dom0 (as with keep_orphans), and the
+                    # domain's nodes below it are removed as tops of their own.
+                    rewrite.append(path)
+                    continue
+                above_path = paths.parent(path)
+                if above_path == paths.ROOT or store.nodes[above_path].perms[0].domid != domid:
                     owned_tops.append(path)
             elif any(p.domid == domid for p in node.perms[1:]):
                 rewrite.append(path)
         for path in rewrite:
-            old = store.nodes[path].perms
-            store.set_perms(path, intern((old[0], *(p for p in old[1:] if p.domid != domid))))
+            store.set_perms(path, revoked(store.nodes[path].perms, domid))
         for path in owned_tops:
             if path not in store.nodes:
                 continue  # went with an earlier subtree
@@ -139,8 +144,7 @@ class DomainOps:
                 for below in list(store.walk(path)):
                     node = store.nodes[below]
                     if node.perms[0].domid == domid:
-                        store.set_perms(below, intern((Perm(0, node.perms[0].access),
-                                                       *node.perms[1:])))
+                        store.set_perms(below, revoked(node.perms, domid))
             else:
                 self._fire(store.remove(path, bool(self.watches.watched_below(path))))
 
@@ -260,6 +264,13 @@ class DomainOps:
         domain.shutdown = True
         return [Log(f"domain {domid} shut down"),
                 *self.fire_special(paths.RELEASE_DOMAIN, domid)]
+
+
+def revoked(old: perms.Perms, domid: int) -> perms.Perms:
+    """``old`` without the rights of a released ``domid``: its ACL entries are
+    dropped and, if it was the owner, dom0 owns the node instead (same default)."""
+    owner = old[0] if old[0].domid != domid else Perm(0, old[0].access)
+    return intern((owner, *(p for p in old[1:] if p.domid != domid)))
 
 
 def readable_by_all(domid: int = 0) -> perms.Perms:
