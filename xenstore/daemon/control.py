@@ -9,8 +9,9 @@ are ours.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from xenstore.daemon import invariants
 from xenstore.daemon.domains import parse_domid, parse_number
 from xenstore.daemon.effects import Effect, Log, TraceFile
 from xenstore.errors import EINVAL, EIO, ENOENT
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from collections import deque
 
     from xenstore.daemon.config import Config
-    from xenstore.daemon.core import Connection
+    from xenstore.daemon.core import Connection, Server
     from xenstore.daemon.domains import Domain
     from xenstore.daemon.watches import WatchRegistry
     from xenstore.store import Store
@@ -107,13 +108,13 @@ class ControlOps:
         return HELP.encode() + b"\0"
 
     def _control_check(self, args: list[bytes]) -> bytes:
-        """Verify the tree's invariants; a violation is logged and answered EIO."""
+        """Verify the server's invariants; a violation is logged and answered EIO."""
         self._arity(args, 0)
-        problems = self.store.check()
+        problems = invariants.problems(cast("Server", self))
         for problem in problems:
             self._effects.append(Log(f"check: {problem}"))
         if problems:
-            raise EIO(f"{len(problems)} problems in the store")
+            raise EIO(f"{len(problems)} problems in the daemon's state")
         return OK
 
     def _control_log(self, args: list[bytes]) -> bytes:
