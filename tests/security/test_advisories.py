@@ -268,18 +268,17 @@ def test_xsa326_giant_transactions_are_bounded() -> None:
     assert server.store.check() == []
 
 
-@pytest.mark.xfail(strict=True, reason="nodes created inside transactions are not counted "
-                   "against the nodes quota until they are committed, and commits do not check it")
 def test_xsa326_nodes_made_in_transactions_count_against_the_quota() -> None:
     """XSA-326 (CVE-2022-42311 to CVE-2022-42318), third way, and XSA-421
     (CVE-2022-42325): nodes created in transactions escaping the nodes quota.
 
-    Attack: a guest with a quota of 4 nodes (its home is one) creates 3 nodes in
+    Attack: a guest with a quota of 4 nodes (its home is one) creates nodes in
     each of 3 parallel transactions and commits them all.
 
-    Defence wanted (core): what a transaction creates counts against the domain's
-    quota while it is open, and a commit that would take the domain over its
-    quota fails with ENOSPC (current cxenstored checks the quota at commit).
+    Defence (core): what a transaction creates counts against the domain's quota
+    while it is open (a write past it is refused with ENOSPC), and a commit that
+    would take the domain over its quota fails with ENOSPC and ends the
+    transaction, so commits one after another cannot add up past the quota.
     """
     server = Server()
     dom0 = Caller(server)
@@ -289,10 +288,47 @@ def test_xsa326_nodes_made_in_transactions_count_against_the_quota() -> None:
     transactions = [guest.start() for _ in range(3)]
     for tx in transactions:
         for n in range(3):
-            guest.request(Op.WRITE, b"t%d-%d\0x" % (tx, n), tx)
-    for tx in transactions:
-        guest.request(Op.TRANSACTION_END, b"T\0", tx)
-    assert server.store.owned[5] <= 4
+            guest.ok(Op.WRITE, b"t%d-%d" % (tx, n), b"x", tx=tx)
+        # A fourth would take this transaction's domain to 5.
+        assert guest.error(Op.WRITE, b"t%d-3" % tx, b"x", tx=tx) == "ENOSPC"
+    verdicts = [guest.request(Op.TRANSACTION_END, b"T\0", tx) for tx in transactions]
+    assert verdicts == [("OK", b"OK\0"), ("ERROR", b"ENOSPC"), ("ERROR", b"ENOSPC")]
+    assert server.store.owned[5] == 4
+    assert server.store.check() == []
+    # The refused transactions are over: their snapshots are closed, their ids gone.
+    assert server.store.open_snapshots == 0
+    assert guest.error(Op.READ, "t2-0", tx=transactions[1]) == "ENOENT"
+    # Removing inside a transaction frees room inside it, and its commit fits.
+    tx = guest.start()
+    guest.ok(Op.RM, b"t%d-0" % transactions[0], tx=tx)
+    guest.ok(Op.WRITE, b"again", b"x", tx=tx)
+    assert guest.end(tx) == b"OK\0"
+    assert server.store.owned[5] == 4
+    assert server.store.check() == []
+
+
+def test_xsa326_bytes_written_in_transactions_count_against_the_memory_quota() -> None:
+    """XSA-326, the same attack on the memory quota: big values written in
+    parallel transactions, each within the quota alone.
+
+    Defence (core): a transaction's bytes count while it is open, and a commit
+    that would take the domain over its memory quota fails with ENOMEM.
+    """
+    server = Server()
+    dom0 = Caller(server)
+    introduce_in_core(dom0, 5)
+    dom0.ok(Op.SET_QUOTA, "5", "memory", "4000")
+    guest = Caller(server, 5, False)
+    value = b"v" * 1500
+    first, second = guest.start(), guest.start()
+    for tx in (first, second):
+        guest.ok(Op.WRITE, b"a%d" % tx, value, tx=tx)
+        guest.ok(Op.WRITE, b"b%d" % tx, value, tx=tx)
+        assert guest.error(Op.WRITE, b"c%d" % tx, value, tx=tx) == "ENOMEM"
+    assert guest.end(first) == b"OK\0"
+    assert guest.request(Op.TRANSACTION_END, b"T\0", second) == ("ERROR", b"ENOMEM")
+    assert server.store.owned_bytes[5] < 4000
+    assert server.store.check() == []
 
 
 # -- XSA-416: temporary memory held until a response is read ----------------------------

@@ -260,7 +260,8 @@ class Server(DomainOps, ControlOps):
             if not self._may(conn, view, above, perms.WRITE):
                 raise EACCES(path)
             levels = path.count("/") - (above.count("/") if above != paths.ROOT else 0)
-            if self._over(conn, "nodes", self.store.owned.get(conn.domid, 0) + levels):
+            owned = self.store.owned.get(conn.domid, 0) + self._pending(view, conn)[0]
+            if self._over(conn, "nodes", owned + levels):
                 self._guest_log(conn, f"nodes quota hit at {path}")
                 raise ENOSPC(f"domain {conn.domid} owns too many nodes")
             self._check_size(conn, above, 0, path[len(above):].lstrip("/").split("/")[0])
@@ -295,7 +296,16 @@ class Server(DomainOps, ControlOps):
         limit = self._quota(conn, name)
         return bool(limit) and amount > limit
 
-    def _check_memory(self, conn: Connection, more: int) -> None:
+    @staticmethod
+    def _pending(view: View, conn: Connection) -> tuple[int, int]:
+        """The nodes and bytes a transaction would add to ``conn``'s domain (0, 0 outside)."""
+        if isinstance(view, Transaction):
+            delta = view.owned_delta.get(conn.domid)
+            if delta is not None:
+                return delta[0], delta[1]
+        return 0, 0
+
+    def _check_memory(self, conn: Connection, more: int, view: View | None = None) -> None:
         """The memory quota: what the domain's nodes and watches hold, plus ``more``.
 
         Over the hard quota the request fails with ENOMEM; crossing the soft
@@ -303,7 +313,8 @@ class Server(DomainOps, ControlOps):
         """
         if conn.privileged or more <= 0:
             return
-        held = self.store.owned_bytes.get(conn.domid, 0) + sum(
+        pending = self._pending(view, conn)[1] if view is not None else 0
+        held = self.store.owned_bytes.get(conn.domid, 0) + pending + sum(
             len(w.wpath) + len(w.token)
             for c in self.connections.values() if c.domid == conn.domid
             for w in self.watches.by_conn.get(c.conn_id, {}).values()
@@ -355,7 +366,7 @@ class Server(DomainOps, ControlOps):
         path = self._path(conn, payload[:cut].decode("latin-1"))
         view = self._view(conn, tx)
         self._check_size(conn, path, len(payload) - cut - 1)
-        self._check_memory(conn, len(payload))
+        self._check_memory(conn, len(payload), view)
         if view.exists(path):
             if not self._may(conn, view, path, perms.WRITE):
                 raise EACCES(path)
@@ -538,6 +549,8 @@ class Server(DomainOps, ControlOps):
         if payload == b"F\0":
             tx.close()
             return OK
+        if not conn.privileged:
+            self._check_commit_quotas(conn, tx)
         try:
             changes = tx.commit()
         except errors.EAGAIN as refused:
@@ -546,6 +559,25 @@ class Server(DomainOps, ControlOps):
         for change in changes:
             self._fire(change)
         return OK
+
+    def _check_commit_quotas(self, conn: Connection, tx: Transaction) -> None:
+        """Refuse a commit that would take its domain over its nodes or memory quota.
+
+        Each transaction was checked against what its domain owned when it wrote;
+        several committed one after another must not add up past the quota
+        (XSA-326: as many nodes as allowed in as many transactions as allowed).
+        """
+        nodes, held = self._pending(tx, conn)
+        if nodes > 0 and self._over(conn, "nodes", self.store.owned.get(conn.domid, 0) + nodes):
+            tx.close()
+            self._guest_log(conn, f"nodes quota hit committing transaction {tx.tx_id}")
+            raise ENOSPC(f"domain {conn.domid} would own too many nodes")
+        if held > 0:
+            try:
+                self._check_memory(conn, held)
+            except ENOMEM:
+                tx.close()
+                raise
 
     def _forget(self, conn: Connection, tx: Transaction) -> None:
         del conn.transactions[tx.tx_id]

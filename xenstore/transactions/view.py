@@ -72,6 +72,9 @@ class Transaction:
         self.log: list[tuple[str, str, bytes | Perms | None, int | None]] = []
         #: Distinct nodes read or changed: what the transaction-nodes quota limits.
         self.touched: set[str] = set()
+        #: Per owner, the nodes and bytes its commit would add to what the store
+        #: accounts (negative: free), so that quotas see a transaction's own nodes.
+        self.owned_delta: dict[int, list[int]] = {}
         self._closed = False
 
     # -- the snapshot, recorded ---------------------------------------------------
@@ -147,6 +150,36 @@ class Transaction:
             return (1 << 62) + len(self.log)
         return self._base(path, CHILDREN).generation
 
+    # -- accounting (looks without recording reads: a quota is not a read) -----------
+
+    def _peek(self, path: str) -> tuple[bytes, Perms]:
+        """The value and perms of an existing node as this transaction sees them."""
+        entry = self.pending.get(path)
+        value = entry.value if entry is not None else None
+        perms = entry.perms if entry is not None else None
+        if value is None or perms is None:
+            node = self.store.at(path, self.snapshot)
+            assert node is not None, path
+            value = node.value if value is None else value
+            perms = node.perms if perms is None else perms
+        return value, perms
+
+    def _peek_children(self, path: str) -> list[str]:
+        entry = self.pending.get(path)
+        if entry is not None and entry.created:
+            return list(entry.added)
+        node = self.store.at(path, self.snapshot)
+        names = names_of(path, node.children) if node is not None else []
+        if entry is None:
+            return names
+        return [n for n in names if n not in entry.dropped and n not in entry.added] + list(
+            entry.added)
+
+    def _count(self, path: str, value: bytes, perms: Perms, sign: int) -> None:
+        delta = self.owned_delta.setdefault(perms[0].domid, [0, 0])
+        delta[0] += sign
+        delta[1] += sign * (len(path) + len(value) + 8 * len(perms))
+
     # -- changes ----------------------------------------------------------------------
 
     def _entry(self, path: str) -> Pending:
@@ -158,6 +191,8 @@ class Transaction:
 
     def write(self, path: str, value: bytes, owner: int | None) -> Change | None:
         if self.exists(path):
+            old, perms = self._peek(path)
+            self.owned_delta.setdefault(perms[0].domid, [0, 0])[1] += len(value) - len(old)
             self._entry(path).value = value
         else:
             self._create(path, value, owner)
@@ -188,17 +223,26 @@ class Transaction:
                 entry.added[paths.basename(missing[index + 1])] = None
             self.pending[new] = entry
             self.touched.add(new)
+            self._count(new, entry.value, perms, 1)
 
     def _link(self, parent: str, name: str) -> None:
         """Add a child it created to an existing node's list (at the end, as cxenstored)."""
         self._entry(parent).added[name] = None
 
     def set_perms(self, path: str, perms: Perms) -> Change | None:
+        value, old = self._peek(path)
+        self._count(path, value, old, -1)
+        self._count(path, value, perms, 1)
         self._entry(path).perms = perms
         self.log.append(("perms", path, perms, None))
         return None
 
     def remove(self, path: str, detail: bool) -> Change | None:
+        stack = [path]
+        while stack:
+            top = stack.pop()
+            self._count(top, *self._peek(top), -1)
+            stack.extend(top + "/" + name for name in self._peek_children(top))
         prefix = path + "/"
         for below in [p for p in self.pending if p.startswith(prefix)]:
             del self.pending[below]
