@@ -13,8 +13,6 @@ import socket
 import threading
 import time
 
-import pytest
-
 from tests.conftest import OurDaemon
 from tests.hostile.harness import (
     LIVENESS,
@@ -133,8 +131,6 @@ def test_flood_to_a_thousand_never_reading_watchers_is_bounded() -> None:
         flood(xsd, SHED_ENOUGH)
 
 
-@pytest.mark.xfail(strict=True, reason="with the default --backlog-total (64 MiB) the daemon "
-                   "grows by ~75 MiB before the last watchers are cut off")
 def test_flood_with_the_default_total_bound_stays_within_50_mib() -> None:
     with open_files(WATCHERS + 200), daemon() as xsd:
         flood(xsd, WATCHERS)

@@ -76,10 +76,10 @@ def parser() -> argparse.ArgumentParser:
                    help="writes a second a guest domain may make, and how many at once "
                    "(default 200/10; 0: no limit)")
     p.add_argument("--backlog-max", metavar="BYTES", type=int, default=None,
-                   help="disconnect a client whose unread output exceeds BYTES (default 16 MiB)")
+                   help="disconnect a client whose unread output exceeds BYTES (default 8 MiB)")
     p.add_argument("--backlog-total", metavar="BYTES", type=int, default=None,
                    help="when all clients' unread output exceeds BYTES, disconnect the client "
-                   "holding the most (default 32 MiB)")
+                   "holding the most (default 16 MiB)")
     # Accepted for compatibility; they change nothing here.
     p.add_argument("-D", "--no-domain-init", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-I", "--internal-db", action="store_true", help=argparse.SUPPRESS)

@@ -45,13 +45,15 @@ log = logging.getLogger("xenstore.daemon")
 
 RECV_SIZE = 65536
 #: Default bound of a connection's unsent output (``--backlog-max``).
-BACKLOG_MAX = 16 * 1024 * 1024
+BACKLOG_MAX = 8 * 1024 * 1024
 #: Default bound of all connections' unsent output together (``--backlog-total``).
-BACKLOG_TOTAL = 32 * 1024 * 1024
+BACKLOG_TOTAL = 16 * 1024 * 1024
 #: A dom0 connection with this much unsent output is not read until it drains.
 STALL_AT = 1024 * 1024
-#: While a batch of pipelined requests is answered, how often the backlog is checked.
-STALL_CHECK_EVERY = 64
+#: Output made while answering one read is sent (and the backlog checked) once it
+#: reaches this much: one read may hold thousands of requests, each with a reply of up
+#: to 4 KiB, and one write may make thousands of watch events.
+FLUSH_AT = 256 * 1024
 #: Log lines a guest may cause a second, and how many at once: beyond that its
 #: lines are counted, and the count is logged with its next line.
 GUEST_LOG_RATE = 5.0
@@ -65,6 +67,7 @@ class Peer:
 
     __slots__ = (
         "backlog", "closing", "conn_id", "domid", "drained", "flushing", "out", "scope", "sock",
+        "stalls",
     )
 
     def __init__(self, conn_id: int, sock: socket.socket, domid: int | None = None) -> None:
@@ -80,6 +83,8 @@ class Peer:
         self.flushing = False
         self.closing = False
         self.scope = trio.CancelScope()
+        #: How often it was not read for its unread replies (for the log).
+        self.stalls = 0
 
     @property
     def who(self) -> str:
@@ -150,6 +155,8 @@ class Shell:
         self._log_rates: dict[int, tuple[TokenBucket, list[int]]] = {}
         #: Bytes in every connection's backlog together.
         self.backlog_bytes = 0
+        #: Bytes in every connection's ``out``, made since the last flush.
+        self._pending_bytes = 0
 
     async def serve(
         self,
@@ -259,19 +266,24 @@ class Shell:
                         log.warning("%s: %s; closing it", peer.who, exc)
                         break
                     for count, packet in enumerate(packets, 1):
+                        if self._pending_bytes >= FLUSH_AT:
+                            self.flush_dirty()
+                            if peer.backlog and (domid is not None
+                                                 or len(peer.backlog) >= stall_at):
+                                await self._stall(peer)
                         if domid is not None:
                             await self._pace_guest(peer, domid, packet.op, count)
-                        elif count % STALL_CHECK_EVERY == 0:
-                            # One read may hold thousands of requests, each with a
-                            # reply of up to 4 KiB: answer them in slices.
-                            self.flush_dirty()
-                            if len(peer.backlog) >= stall_at:
-                                await self._stall(peer)
                         if peer.closing:
                             break
                         if self.tracer:
                             self.tracer.message("IN", conn_id, packet)
-                        self.carry_out(server.handle(conn_id, packet))
+                        try:
+                            effects = server.handle(conn_id, packet)
+                        except Exception:  # the core answers its own bugs with EIO...
+                            log.exception("%s: internal error around %r", peer.who, packet)
+                            self.close_peer(conn_id, "internal error")  # ...but not these
+                            break
+                        self.carry_out(effects)
                     self.flush_dirty()
                     if framer.broken:
                         log.warning("%s: oversized payload length; closing it", peer.who)
@@ -279,7 +291,10 @@ class Shell:
         finally:
             del self.peers[conn_id]
             self._release(peer)
-            self.carry_out(server.disconnect(conn_id))
+            try:
+                self.carry_out(server.disconnect(conn_id))
+            except Exception:  # the daemon must outlive a bug in one clean-up
+                log.exception("%s: internal error while disconnecting it", peer.who)
             self.flush_dirty()
             if self.tracer:
                 self.tracer.destroyed(conn_id)
@@ -288,8 +303,10 @@ class Shell:
 
     async def _stall(self, peer: Peer) -> None:
         """Hear no more from ``peer`` until it has read what it was sent."""
-        log.info("%s: %d bytes of replies unread; not reading its requests until it drains",
-                 peer.who, len(peer.backlog))
+        peer.stalls += 1
+        if peer.stalls & (peer.stalls - 1) == 0:  # the 1st, 2nd, 4th, 8th... time
+            log.info("%s: %d bytes of replies unread; not reading its requests until it "
+                     "drains (%d times so far)", peer.who, len(peer.backlog), peer.stalls)
         while peer.backlog and not peer.closing:
             await peer.drained.wait()
 
@@ -300,8 +317,8 @@ class Shell:
         outstanding = self.server.quota(domid, "outstanding")
         if outstanding and count % outstanding == 0:
             self.flush_dirty()
-            while peer.backlog and not peer.closing:
-                await peer.drained.wait()
+            if peer.backlog:
+                await self._stall(peer)
         if op in WRITES:
             await self._take_write_token(peer, domid)
 
@@ -336,7 +353,9 @@ class Shell:
                     self.tracer.message("OUT", effect.conn_id, effect.packet)
                 if not peer.out:
                     self._dirty.append(peer)
-                peer.out.append(encode(effect.packet))
+                data = encode(effect.packet)
+                self._pending_bytes += len(data)
+                peer.out.append(data)
             elif type(effect) is Close:
                 self.close_peer(effect.conn_id, effect.reason)
             elif type(effect) is Log:
@@ -371,6 +390,7 @@ class Shell:
     def flush_dirty(self) -> None:
         """Write what each connection got during this batch, in place when possible."""
         dirty, self._dirty = self._dirty, []
+        self._pending_bytes = 0
         for peer in dirty:
             out = peer.out
             data = out[0] if len(out) == 1 else b"".join(out)
