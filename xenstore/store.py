@@ -401,6 +401,8 @@ class Store:
         counted: dict[int, int] = {}
         held: dict[int, int] = {}
         for path, node in nodes.items():
+            if not node.perms:
+                continue  # reported above
             owner = node.perms[0].domid
             counted[owner] = counted.get(owner, 0) + 1
             held[owner] = held.get(owner, 0) + len(path) + len(node.value) + 8 * len(node.perms)
@@ -409,3 +411,56 @@ class Store:
                 f"owner accounts {self.owned} {self.owned_bytes} but the tree has {counted} {held}"
             )
         return problems
+
+    def repair(self) -> list[str]:
+        """Make the tree sound again after a bug interrupted a change half-way.
+
+        The flat dict is taken as the truth: child lists are made to match it,
+        nodes whose parent is gone are dropped, a node without perms gets dom0's,
+        and the owner accounts are recounted. The change that was interrupted may
+        be left half done, but every invariant of :meth:`check` holds again.
+        Returns what was repaired (empty when nothing was wrong); O(nodes), for
+        the rare bug, never for a request's normal path.
+        """
+        done: list[str] = []
+        nodes = self.nodes
+        if "/" not in nodes:
+            nodes["/"] = Node(b"", owner_only(0), self.generation)
+            done.append("the root was missing: made again")
+        for path in sorted((p for p in nodes if p != "/"), key=lambda p: p.count("/")):
+            above = nodes.get(paths.parent(path))
+            if above is None:  # its parent went first (parents sort before children)
+                del nodes[path]
+                done.append(f"{path}: its parent is gone; dropped")
+            elif path not in (above.children or ()):
+                above.children = {**(above.children or {}), path: None}
+                above.listing = None
+                done.append(f"{path}: was not listed by its parent; listed")
+        for path, node in nodes.items():
+            if node.children and any(
+                below not in nodes or paths.parent(below) != path for below in node.children
+            ):
+                kept = {b: None for b in node.children if b in nodes and paths.parent(b) == path}
+                node.children = kept or None
+                node.listing = None
+                done.append(f"{path}: listed children that are not there; unlisted")
+            if not node.perms:
+                node.perms = owner_only(0)
+                done.append(f"{path}: had no permissions; given to dom0")
+            if node.generation > self.generation:
+                self.generation = node.generation
+                done.append(f"{path}: newer than the generation counter; counter moved")
+        if not self._snapshots and self.history:
+            self.history.clear()
+            self._history_order.clear()
+            done.append("versions kept with no snapshot open; dropped")
+        counted: dict[int, int] = {}
+        held: dict[int, int] = {}
+        for path, node in nodes.items():
+            owner = node.perms[0].domid
+            counted[owner] = counted.get(owner, 0) + 1
+            held[owner] = held.get(owner, 0) + len(path) + len(node.value) + 8 * len(node.perms)
+        if counted != self.owned or held != self.owned_bytes:
+            self.owned, self.owned_bytes = counted, held
+            done.append("owner accounts recounted")
+        return done

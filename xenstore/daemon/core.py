@@ -37,7 +37,7 @@ from xenstore.errors import (
     ENOSYS,
     XenStoreError,
 )
-from xenstore.protocol.codec import Packet, join, split
+from xenstore.protocol.codec import Packet, describe, join, split
 from xenstore.protocol.ops import PAYLOAD_MAX, Op
 from xenstore.store import Store, View, names_of
 from xenstore.transactions import Transaction
@@ -200,8 +200,12 @@ class Server(DomainOps, ControlOps):
             reply = exc.name.encode() + b"\0"
             op = Op.ERROR
         except Exception as exc:  # a bug must cost one request, not the daemon
-            effects.append(Log(f"internal error on {packet!r} from connection {conn_id}: "
-                               f"{exc!r}", domid=None if conn.privileged else conn.domid))
+            guest = None if conn.privileged else conn.domid
+            effects.append(Log(f"internal error on {describe(packet)} from connection "
+                               f"{conn_id}: {exc!r}", domid=guest))
+            # The change it interrupted may be half done: the tree must stay sound.
+            effects.extend(Log(f"repaired after the internal error: {line}", logging.ERROR)
+                           for line in self.store.repair())
             reply = b"EIO\0"
             op = Op.ERROR
         if self.store.generation != before:

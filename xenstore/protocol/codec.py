@@ -11,7 +11,7 @@ import struct
 from typing import NamedTuple
 
 from xenstore.errors import ProtocolError
-from xenstore.protocol.ops import HEADER_SIZE, PAYLOAD_MAX
+from xenstore.protocol.ops import HEADER_SIZE, PAYLOAD_MAX, Op
 
 HEADER = struct.Struct("<IIII")
 _unpack_from = HEADER.unpack_from
@@ -25,6 +25,14 @@ class Packet(NamedTuple):
     req_id: int
     tx_id: int
     payload: bytes
+
+
+def describe(packet: Packet, limit: int = 80) -> str:
+    """The message for a log line: op by name, ids, the payload's start."""
+    op = Op(packet.op).name if packet.op in Op._value2member_map_ else f"op {packet.op}"
+    payload = packet.payload[:limit]
+    more = f"... ({len(packet.payload)} bytes)" if len(packet.payload) > limit else ""
+    return f"{op} req_id={packet.req_id} tx_id={packet.tx_id} {payload!r}{more}"
 
 
 def encode(packet: Packet) -> bytes:
