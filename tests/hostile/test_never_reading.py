@@ -24,7 +24,7 @@ from tests.hostile.harness import (
     wait_for_log,
 )
 from xenstore.client import Client
-from xenstore.daemon.shell import BACKLOG_MAX
+from xenstore.daemon.output import BACKLOG_MAX
 from xenstore.protocol.codec import Packet, encode, join
 from xenstore.protocol.ops import Op
 

@@ -6,7 +6,8 @@ import argparse
 
 from xenstore.daemon.config import Config
 from xenstore.daemon.core import Server
-from xenstore.daemon.shell import BACKLOG_MAX, BACKLOG_TOTAL, Shell, ShellOptions
+from xenstore.daemon.output import BACKLOG_MAX, BACKLOG_TOTAL
+from xenstore.daemon.shell import Shell, ShellOptions
 from xenstore.daemon.trace import Tracer
 
 #: cxenstored's quota flags and the quota each one sets.

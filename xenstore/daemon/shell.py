@@ -6,19 +6,7 @@ replies (and whatever else the core asked for) in place with a non-blocking
 ``send``: a trio wake-up costs far more than a message, so a burst of pipelined
 requests is answered with one write. Only bytes the kernel will not take wait
 in a per-connection backlog, drained by a flusher task when the socket is
-writable again.
-
-Output is bounded three ways, so that no client can grow the daemon's memory
-by not reading (the XSA-326 family of advisories):
-
-- replies: a connection whose backlog passes ``stall_at`` (any backlog at all
-  for a guest) is not read again until it drains, so its further requests wait
-  in the kernel's socket buffer, not here;
-- watch events, which others cause: a connection's backlog over ``backlog_max``
-  disconnects it;
-- everyone together: when all backlogs add up to more than ``backlog_total``,
-  the connection holding the most is disconnected (a thousand never-reading
-  watchers must not hold a thousand ``backlog_max``).
+writable again (`xenstore.daemon.output`, which also bounds it).
 """
 
 from __future__ import annotations
@@ -34,6 +22,7 @@ import trio
 
 from xenstore.daemon.core import Server
 from xenstore.daemon.effects import Close, Effect, Listen, Log, Send, TraceFile, Unlisten
+from xenstore.daemon.output import BACKLOG_MAX, BACKLOG_TOTAL, FLUSH_AT, STALL_AT, Output, Peer
 from xenstore.daemon.ratelimit import TokenBucket
 from xenstore.daemon.trace import Tracer
 from xenstore.errors import ProtocolError
@@ -44,53 +33,12 @@ from xenstore.sockets import SUN_PATH_MAX
 log = logging.getLogger("xenstore.daemon")
 
 RECV_SIZE = 65536
-#: Default bound of a connection's unsent output (``--backlog-max``).
-BACKLOG_MAX = 8 * 1024 * 1024
-#: Default bound of all connections' unsent output together (``--backlog-total``).
-BACKLOG_TOTAL = 16 * 1024 * 1024
-#: A dom0 connection with this much unsent output is not read until it drains.
-STALL_AT = 1024 * 1024
-#: Output made while answering one read is sent (and the backlog checked) once it
-#: reaches this much: one read may hold thousands of requests, each with a reply of up
-#: to 4 KiB, and one write may make thousands of watch events.
-FLUSH_AT = 256 * 1024
 #: Log lines a guest may cause a second, and how many at once: beyond that its
 #: lines are counted, and the count is logged with its next line.
 GUEST_LOG_RATE = 5.0
 GUEST_LOG_BURST = 20
 #: Requests that count against a guest's write rate, as cxenstored counts them.
 WRITES = frozenset((Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS, Op.TRANSACTION_END))
-
-
-class Peer:
-    """The I/O side of one connection."""
-
-    __slots__ = (
-        "backlog", "closing", "conn_id", "domid", "drained", "flushing", "out", "scope", "sock",
-        "stalls",
-    )
-
-    def __init__(self, conn_id: int, sock: socket.socket, domid: int | None = None) -> None:
-        self.conn_id = conn_id
-        self.sock = sock
-        #: The guest domain behind a domain socket; None for the dom0 socket.
-        self.domid = domid
-        self.drained = trio.Event()
-        #: Output produced while handling the current read, sent in one go.
-        self.out: list[bytes] = []
-        #: What the kernel would not take yet.
-        self.backlog = bytearray()
-        self.flushing = False
-        self.closing = False
-        self.scope = trio.CancelScope()
-        #: How often it was not read for its unread replies (for the log).
-        self.stalls = 0
-
-    @property
-    def who(self) -> str:
-        """The connection as log lines name it."""
-        side = "dom0" if self.domid is None else f"domain {self.domid}"
-        return f"connection {self.conn_id} ({side})"
 
 
 @dataclass(slots=True)
@@ -136,7 +84,7 @@ def bind_unix(path: str, mode: int) -> socket.socket:
     return sock
 
 
-class Shell:
+class Shell(Output):
     """Serves one :class:`Server` on a Unix socket."""
 
     def __init__(self, server: Server, options: ShellOptions, tracer: Tracer | None = None):
@@ -387,67 +335,6 @@ class Shell:
         else:
             log.log(line.level, "%s", line.message)
 
-    def flush_dirty(self) -> None:
-        """Write what each connection got during this batch, in place when possible."""
-        dirty, self._dirty = self._dirty, []
-        self._pending_bytes = 0
-        for peer in dirty:
-            out = peer.out
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            if peer.closing:
-                continue
-            if peer.backlog:
-                self._queue(peer, data)
-                continue
-            try:
-                sent = peer.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self.close_peer(peer.conn_id, "send failed")
-                continue
-            if sent < len(data):
-                self._queue(peer, memoryview(data)[sent:])
-
-    def _queue(self, peer: Peer, data: bytes | memoryview) -> None:
-        peer.backlog += data
-        self.backlog_bytes += len(data)
-        if len(peer.backlog) > self.options.backlog_max:
-            self.close_peer(
-                peer.conn_id,
-                f"{len(peer.backlog)} bytes of unread output (limit {self.options.backlog_max})",
-            )
-            return
-        if self.backlog_bytes > self.options.backlog_total:
-            self._shed()
-            if peer.closing:
-                return
-        if not peer.flushing and self._nursery is not None:
-            peer.flushing = True
-            self._nursery.start_soon(self._flush, peer)
-
-    async def _flush(self, peer: Peer) -> None:
-        try:
-            while peer.backlog and not peer.closing:
-                await trio.lowlevel.wait_writable(peer.sock)
-                try:
-                    sent = peer.sock.send(peer.backlog)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    self.close_peer(peer.conn_id, "send failed")
-                    return
-                del peer.backlog[:sent]
-                self.backlog_bytes -= sent
-            if not peer.backlog:
-                peer.drained.set()
-                peer.drained = trio.Event()
-        except trio.ClosedResourceError:
-            pass  # the reader task closed the connection meanwhile
-        finally:
-            peer.flushing = False
-
     def _retrace(self, path: str | None) -> None:
         if self.tracer is not None:
             self.tracer.close()
@@ -457,33 +344,3 @@ class Shell:
                 self.tracer = Tracer(path)
             except OSError as exc:
                 log.warning("cannot trace to %s: %s", path, exc)
-
-    def _shed(self) -> None:
-        """Disconnect the connections holding the most unsent output until all of it
-        fits ``backlog_total`` again."""
-        limit = self.options.backlog_total
-        while self.backlog_bytes > limit:
-            peer = max(self.peers.values(), key=lambda p: 0 if p.closing else len(p.backlog))
-            if peer.closing or not peer.backlog:
-                break
-            self.close_peer(
-                peer.conn_id,
-                f"{len(peer.backlog)} bytes of unread output, the most of any connection, "
-                f"while all connections hold {self.backlog_bytes} (limit {limit})",
-            )
-
-    def close_peer(self, conn_id: int, reason: str) -> None:
-        peer = self.peers.get(conn_id)
-        if peer is None or peer.closing:
-            return
-        log.warning("closing %s: %s", peer.who, reason)
-        self._release(peer)
-
-    def _release(self, peer: Peer) -> None:
-        """Stop serving ``peer``; nothing more will be sent to it, so its backlog goes now."""
-        if not peer.closing:
-            peer.closing = True
-            peer.scope.cancel()
-            peer.drained.set()
-        self.backlog_bytes -= len(peer.backlog)
-        peer.backlog = bytearray()
