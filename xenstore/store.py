@@ -398,19 +398,24 @@ class Store:
                     problems.append(f"{path}: not listed by its parent")
         if not self._snapshots and self.history:
             problems.append(f"{len(self.history)} paths keep versions with no snapshot open")
-        counted: dict[int, int] = {}
-        held: dict[int, int] = {}
-        for path, node in nodes.items():
-            if not node.perms:
-                continue  # reported above
-            owner = node.perms[0].domid
-            counted[owner] = counted.get(owner, 0) + 1
-            held[owner] = held.get(owner, 0) + len(path) + len(node.value) + 8 * len(node.perms)
+        counted, held = self._recount()
         if counted != self.owned or held != self.owned_bytes:
             problems.append(
                 f"owner accounts {self.owned} {self.owned_bytes} but the tree has {counted} {held}"
             )
         return problems
+
+    def _recount(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Nodes and bytes per owner, counted from the tree (nodes without perms skipped)."""
+        counted: dict[int, int] = {}
+        held: dict[int, int] = {}
+        for path, node in self.nodes.items():
+            if not node.perms:
+                continue
+            owner = node.perms[0].domid
+            counted[owner] = counted.get(owner, 0) + 1
+            held[owner] = held.get(owner, 0) + len(path) + len(node.value) + 8 * len(node.perms)
+        return counted, held
 
     def repair(self) -> list[str]:
         """Make the tree sound again after a bug interrupted a change half-way.
@@ -454,12 +459,7 @@ class Store:
             self.history.clear()
             self._history_order.clear()
             done.append("versions kept with no snapshot open; dropped")
-        counted: dict[int, int] = {}
-        held: dict[int, int] = {}
-        for path, node in nodes.items():
-            owner = node.perms[0].domid
-            counted[owner] = counted.get(owner, 0) + 1
-            held[owner] = held.get(owner, 0) + len(path) + len(node.value) + 8 * len(node.perms)
+        counted, held = self._recount()
         if counted != self.owned or held != self.owned_bytes:
             self.owned, self.owned_bytes = counted, held
             done.append("owner accounts recounted")

@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from tests.conftest import short_tempdir
+from tests.rawsocket import call
 from xenstore.daemon.core import Server
 from xenstore.daemon.shell import Shell, ShellOptions
 from xenstore.protocol.codec import Framer, Packet, encode
@@ -68,17 +69,6 @@ async def _connect(path: str) -> trio.socket.SocketType:
     return sock
 
 
-async def _request(sock: trio.socket.SocketType, packet: Packet) -> Packet:
-    """Send ``packet`` and return its reply, skipping the watch events before it."""
-    await sock.send(encode(packet))
-    framer = Framer()
-    with trio.fail_after(10):
-        while True:
-            for got in framer.feed(await sock.recv(65536)):
-                if got.op != Op.WATCH_EVENT:
-                    return got
-
-
 async def test_dom0_client_not_reading_its_replies_is_stalled_not_dropped() -> None:
     """Replies a client does not read stop its requests being read (they wait in the
     kernel), so the daemon holds at most about ``stall_at`` for it; once it reads,
@@ -91,7 +81,7 @@ async def test_dom0_client_not_reading_its_replies_is_stalled_not_dropped() -> N
     async with trio.open_nursery() as nursery:
         await nursery.start(shell.serve)
         good = await _connect(path)
-        assert await _request(good, Packet(Op.WRITE, 1, 0, b"/big\0" + value)) == Packet(
+        assert await call(good, Packet(Op.WRITE, 1, 0, b"/big\0" + value)) == Packet(
             Op.WRITE, 1, 0, b"OK\0")
         hog = await _connect(path)
         hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -106,7 +96,7 @@ async def test_dom0_client_not_reading_its_replies_is_stalled_not_dropped() -> N
         held = max((len(p.backlog) for p in shell.peers.values()), default=0)
         assert held < options.stall_at + 64 * 4100
         # Everyone else is still served meanwhile.
-        assert (await _request(good, Packet(Op.READ, 7, 0, b"/big\0"))).payload == value
+        assert (await call(good, Packet(Op.READ, 7, 0, b"/big\0"))).payload == value
         # The hog reads at last: one reply for every whole request it sent, in order.
         complete = sent // len(encode(Packet(Op.READ, 1, 0, b"/big\0")))
         framer = Framer()
@@ -139,10 +129,10 @@ async def test_all_backlogs_together_are_bounded_by_shedding_the_biggest(
         flooded, quiet = await _connect(path), await _connect(path)
         for sock, wpath in ((flooded, b"/w"), (quiet, b"/w/0")):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            reply = await _request(sock, Packet(Op.WATCH, 1, 0, wpath + b"\0tok\0"))
+            reply = await call(sock, Packet(Op.WATCH, 1, 0, wpath + b"\0tok\0"))
             assert reply.op == Op.WATCH
         for n in range(1000):  # ~1.5 MB of events for the flooded watcher
-            reply = await _request(writer, Packet(Op.WRITE, n, 0, b"/w/" + name + b"\0x"))
+            reply = await call(writer, Packet(Op.WRITE, n, 0, b"/w/" + name + b"\0x"))
             assert reply.op == Op.WRITE
             if shell.backlog_bytes > options.backlog_total:
                 break
@@ -156,7 +146,7 @@ async def test_all_backlogs_together_are_bounded_by_shedding_the_biggest(
             except ConnectionResetError:
                 pass
         # The quiet one is still served.
-        reply = await _request(quiet, Packet(Op.READ, 9, 0, b"/w/" + name + b"\0"))
+        reply = await call(quiet, Packet(Op.READ, 9, 0, b"/w/" + name + b"\0"))
         assert reply == Packet(Op.READ, 9, 0, b"x")
         for sock in (writer, flooded, quiet):
             sock.close()

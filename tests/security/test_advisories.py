@@ -24,6 +24,7 @@ from tests.conftest import short_tempdir
 from tests.core.harness import Caller
 from tests.core.test_domains import introduce as introduce_in_core
 from tests.core.test_watches import events
+from tests.rawsocket import call
 from xenstore.aclient import AsyncClient, open_client
 from xenstore.daemon.core import Server
 from xenstore.daemon.effects import Close
@@ -66,17 +67,6 @@ async def connect(path: str) -> trio.socket.SocketType:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     await sock.connect(path)
     return sock
-
-
-async def call(sock: trio.socket.SocketType, packet: Packet) -> Packet:
-    """Send ``packet``; its reply, skipping watch events."""
-    await sock.send(encode(packet))
-    framer = Framer()
-    with trio.fail_after(10):
-        while True:
-            for got in framer.feed(await sock.recv(65536)):
-                if got.op != Op.WATCH_EVENT:
-                    return got
 
 
 async def send_unread(sock: trio.socket.SocketType, data: bytes) -> int:
