@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import trio
 
 from xenstore.daemon import assemble, options
-from xenstore.daemon.shell import Shell, bind_unix
+from xenstore.daemon.listeners import SocketInUse, bind_unix
+from xenstore.daemon.shell import Shell
 
 log = logging.getLogger("xenstore.daemon")
 
@@ -100,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         listener = bind_unix(args.socket, args.socket_mode)
+    except SocketInUse:
+        print(f"pyxenstored: {args.socket}: another daemon is running and answers on this "
+              "socket; stop it first, or choose another path with --socket", file=sys.stderr)
+        return 3
     except (OSError, ValueError) as exc:
         # In use, too long, no such directory...: say so, no traceback.
         print(f"pyxenstored: cannot listen on {args.socket}: {exc}", file=sys.stderr)

@@ -143,6 +143,9 @@ class Output:
                 peer.drained = trio.Event()
         except trio.ClosedResourceError:
             pass  # the reader task closed the connection meanwhile
+        except Exception:  # a bug here costs this connection, not the daemon
+            log.exception("internal error writing to %s", peer.who)
+            self.close_peer(peer.conn_id, "internal error while writing to it")
         finally:
             peer.flushing = False
 

@@ -13,22 +13,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
-import stat
 from dataclasses import dataclass
 
 import trio
 
 from xenstore.daemon.core import Server
 from xenstore.daemon.effects import Close, Effect, Listen, Log, Send, TraceFile, Unlisten
+from xenstore.daemon.listeners import (
+    DomainSockets,
+    accept_loop,
+    bind_unix,
+    close_listener,
+    identity,
+    unlink_if_ours,
+)
 from xenstore.daemon.output import BACKLOG_MAX, BACKLOG_TOTAL, FLUSH_AT, STALL_AT, Output, Peer
 from xenstore.daemon.ratelimit import TokenBucket
+from xenstore.daemon.supervision import supervised
 from xenstore.daemon.trace import Tracer
 from xenstore.errors import ProtocolError
 from xenstore.protocol.codec import Framer, encode
 from xenstore.protocol.ops import Op
-from xenstore.sockets import SUN_PATH_MAX
+
+__all__ = ["Shell", "ShellOptions", "bind_unix"]
 
 log = logging.getLogger("xenstore.daemon")
 
@@ -58,32 +66,6 @@ class ShellOptions:
     write_burst: int = 10
 
 
-def bind_unix(path: str, mode: int) -> socket.socket:
-    """A listening Unix socket at ``path``; a stale socket file there is removed."""
-    if len(os.fsencode(path)) > SUN_PATH_MAX:
-        raise ValueError(f"socket path is longer than {SUN_PATH_MAX} bytes: {path}")
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        # Create it with the final mode: no window in which others may connect.
-        old_umask = os.umask(0o777 & ~mode)
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, mode)
-        sock.listen(128)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class Shell(Output):
     """Serves one :class:`Server` on a Unix socket."""
 
@@ -94,8 +76,11 @@ class Shell(Output):
         self.peers: dict[int, Peer] = {}
         self._dirty: list[Peer] = []
         self._nursery: trio.Nursery | None = None
-        #: Listening sockets of introduced domains, with the scope of their accept loop.
-        self._domain_sockets: dict[int, tuple[socket.socket, trio.CancelScope, str]] = {}
+        #: Listening sockets of introduced domains, each owned by its accept task.
+        self.domain_sockets = DomainSockets(
+            options.domain_dir, options.domain_socket_mode, options.domain_socket_owner,
+            self.start_peer, lambda domid: domid in server.domains,
+        )
         self._rates: dict[int, TokenBucket] = {}
         #: Domains whose writes are being held by the write rate (logged once a spell).
         self._throttled: set[int] = set()
@@ -114,78 +99,63 @@ class Shell(Output):
     ) -> None:
         """Listen until cancelled; ``task_status.started()`` once the socket accepts.
 
-        ``listener`` is a socket from :func:`bind_unix`; by default one is bound here.
+        ``listener`` is a socket from :func:`~xenstore.daemon.listeners.bind_unix`;
+        by default one is bound here. If accepting on it ever fails, the failure is
+        logged and dom0's socket is made again on the same path.
         """
-        if listener is None:
-            listener = bind_unix(self.options.socket_path, self.options.socket_mode)
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                task_status.started()
-                await self._accept(listener, None)
-        finally:
-            trio.lowlevel.notify_closing(listener)
-            listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.options.socket_path)
-            for domid in list(self._domain_sockets):
-                self._unlisten(domid)
-
-    async def _accept(self, listener: socket.socket, domid: int | None) -> None:
-        """Accept connections until cancelled: dom0's (domid None) or a guest's."""
-        assert self._nursery is not None
-        while True:
-            await trio.lowlevel.wait_readable(listener)
-            try:
-                sock, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as exc:  # EMFILE and friends: keep serving the others
-                log.warning("accept failed: %s", exc)
-                await trio.sleep(0.05)
-                continue
-            sock.setblocking(False)
-            self._nursery.start_soon(self._serve_peer, sock, domid)
-
-    # -- guest sockets ------------------------------------------------------------
-
-    def _listen(self, domid: int) -> None:
-        directory = self.options.domain_dir
-        if directory is None or self._nursery is None or domid in self._domain_sockets:
-            return
-        path = os.path.join(directory, str(domid))
-        try:
-            sock = bind_unix(path, self.options.domain_socket_mode)
-            if self.options.domain_socket_owner is not None:
-                os.chown(path, *self.options.domain_socket_owner)
-        except (OSError, ValueError) as exc:
-            log.warning("domain %d: cannot listen on %s: %s", domid, path, exc)
-            return
-        scope = trio.CancelScope()
-        self._domain_sockets[domid] = (sock, scope, path)
+        path, mode = self.options.socket_path, self.options.socket_mode
+        current: socket.socket | None = listener or bind_unix(path, mode)
+        ident: list[tuple[int, int] | None] = [identity(path)]
 
         async def accept() -> None:
-            with scope:
-                await self._accept(sock, domid)
+            nonlocal current
+            sock = current
+            if sock is None:  # started again after a failure
+                sock = current = bind_unix(path, mode)
+                ident[0] = identity(path)
+                log.warning("listening again on %s", path)
+            try:
+                await accept_loop(sock, lambda peer: self.start_peer(peer, None))
+            finally:
+                close_listener(sock)
+                current = None
 
-        self._nursery.start_soon(accept)
-        log.info("domain %d: listening on %s", domid, path)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = self.domain_sockets.nursery = nursery
+                task_status.started()
+                await supervised("the accept loop of dom0's socket", accept)
+        finally:
+            if current is not None:
+                close_listener(current)
+            unlink_if_ours(path, ident[0])
+            self.domain_sockets.close_all()
+
+    def start_peer(self, sock: socket.socket, domid: int | None) -> None:
+        """Serve a connection just accepted: dom0's (domid None) or a guest's."""
+        assert self._nursery is not None
+        self._nursery.start_soon(self._connection, sock, domid)
+
+    async def _connection(self, sock: socket.socket, domid: int | None) -> None:
+        """A connection's task: whatever goes wrong in it ends that connection alone."""
+        try:
+            await self._serve_peer(sock, domid)
+        except Exception:
+            side = "dom0" if domid is None else f"domain {domid}"
+            log.exception("internal error serving a connection of %s; it is closed", side)
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def _unlisten(self, domid: int) -> None:
-        entry = self._domain_sockets.pop(domid, None)
-        if entry is None:
-            return
-        sock, scope, path = entry
-        scope.cancel()
-        trio.lowlevel.notify_closing(sock)
-        sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        self.domain_sockets.unlisten(domid)
         self._rates.pop(domid, None)
         self._log_rates.pop(domid, None)
 
     async def _serve_peer(self, sock: socket.socket, domid: int | None = None) -> None:
         server = self.server
+        if domid is not None and domid not in server.domains:
+            sock.close()  # released between its accept and now: it is nobody
+            return
         conn_id = server.connect() if domid is None else server.connect(domid, privileged=False)
         peer = Peer(conn_id, sock, domid)
         self.peers[conn_id] = peer
@@ -309,7 +279,7 @@ class Shell(Output):
             elif type(effect) is Log:
                 self._log(effect)
             elif type(effect) is Listen:
-                self._listen(effect.domid)
+                self.domain_sockets.listen(effect.domid)
             elif type(effect) is Unlisten:
                 self._unlisten(effect.domid)
             elif type(effect) is TraceFile:
