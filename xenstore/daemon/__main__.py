@@ -13,9 +13,11 @@ from collections.abc import Sequence
 
 import trio
 
-from xenstore.daemon import assemble, options
+from xenstore.daemon import assemble, logfile, options
 from xenstore.daemon.listeners import SocketInUse, bind_unix
+from xenstore.daemon.logfile import ReopenableFileHandler
 from xenstore.daemon.shell import Shell
+from xenstore.daemon.supervision import supervised
 
 log = logging.getLogger("xenstore.daemon")
 
@@ -74,23 +76,47 @@ def announce_ready(args: object, socket_path: str) -> None:
     )
 
 
-async def run(shell: Shell, listener: socket.socket, args: object) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+def reopen_files(shell: Shell, log_file: ReopenableFileHandler | None) -> None:
+    """SIGHUP: reopen the trace and log files, as cxenstored does (after logrotate)."""
+    log.info("reopening the trace and log files on SIGHUP")
+    if log_file is not None:
+        log_file.reopen()
+    if shell.tracer is not None:
+        shell.tracer.reopen()
+
+
+async def run(
+    shell: Shell,
+    listener: socket.socket,
+    args: object,
+    log_file: ReopenableFileHandler | None = None,
+) -> None:
+    # The receiver stays open for the daemon's life, so no signal ever meets the
+    # default action (death) while its handling is started again after a failure.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(shell.serve, listener)
             announce_ready(args, shell.options.socket_path)
-            async for signum in signals:
-                log.info("stopping on signal %d", signum)
-                nursery.cancel_scope.cancel()
-                break
+
+            async def handle_signals() -> None:
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        reopen_files(shell, log_file)
+                        continue
+                    log.info("stopping on signal %d", signum)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            await supervised("signal handling", handle_signals)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = options.parse(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="pyxenstored: %(message)s",
-    )
+    try:
+        log_file = logfile.configure(args.verbose, args.log_file)
+    except OSError as exc:
+        print(f"pyxenstored: cannot log to {args.log_file}: {exc}", file=sys.stderr)
+        return 1
     for flag in options.not_yet_given(args):
         print(f"pyxenstored: warning: {flag} is not implemented yet; ignored", file=sys.stderr)
     raise_open_files_limit()
@@ -110,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pyxenstored: cannot listen on {args.socket}: {exc}", file=sys.stderr)
         return 1
     try:
-        trio.run(run, shell, listener, args)
+        trio.run(run, shell, listener, args, log_file)
     finally:
         if shell.tracer:
             shell.tracer.close()

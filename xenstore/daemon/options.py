@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-T", "--trace-file", metavar="FILE",
                    help="append every request and reply to FILE in cxenstored's trace format")
     p.add_argument("-V", "--verbose", action="store_true", help="verbose logging on stderr")
+    p.add_argument("--log-file", metavar="FILE",
+                   help="also log to FILE, with times and levels (reopened on SIGHUP)")
     p.add_argument("-M", "--path-max", metavar="CHARS", type=int, default=None,
                    help="limit the length of node paths, for every connection (default 2048)")
     p.add_argument("--domain-dir", metavar="DIR",

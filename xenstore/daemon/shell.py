@@ -29,7 +29,7 @@ from xenstore.daemon.listeners import (
     unlink_if_ours,
 )
 from xenstore.daemon.output import BACKLOG_MAX, BACKLOG_TOTAL, FLUSH_AT, STALL_AT, Output, Peer
-from xenstore.daemon.ratelimit import TokenBucket
+from xenstore.daemon.pacing import GuestPacing
 from xenstore.daemon.supervision import supervised
 from xenstore.daemon.trace import Tracer
 from xenstore.errors import ProtocolError
@@ -41,10 +41,6 @@ __all__ = ["Shell", "ShellOptions", "bind_unix"]
 log = logging.getLogger("xenstore.daemon")
 
 RECV_SIZE = 65536
-#: Log lines a guest may cause a second, and how many at once: beyond that its
-#: lines are counted, and the count is logged with its next line.
-GUEST_LOG_RATE = 5.0
-GUEST_LOG_BURST = 20
 #: Requests that count against a guest's write rate, as cxenstored counts them.
 WRITES = frozenset((Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS, Op.TRANSACTION_END))
 
@@ -81,11 +77,7 @@ class Shell(Output):
             options.domain_dir, options.domain_socket_mode, options.domain_socket_owner,
             self.start_peer, lambda domid: domid in server.domains,
         )
-        self._rates: dict[int, TokenBucket] = {}
-        #: Domains whose writes are being held by the write rate (logged once a spell).
-        self._throttled: set[int] = set()
-        #: Per guest: its log line budget, and the lines it lost to it.
-        self._log_rates: dict[int, tuple[TokenBucket, list[int]]] = {}
+        self.pacing = GuestPacing(options.write_rate, options.write_burst)
         #: Bytes in every connection's backlog together.
         self.backlog_bytes = 0
         #: Bytes in every connection's ``out``, made since the last flush.
@@ -148,8 +140,7 @@ class Shell(Output):
 
     def _unlisten(self, domid: int) -> None:
         self.domain_sockets.unlisten(domid)
-        self._rates.pop(domid, None)
-        self._log_rates.pop(domid, None)
+        self.pacing.forget(domid)
 
     async def _serve_peer(self, sock: socket.socket, domid: int | None = None) -> None:
         server = self.server
@@ -242,21 +233,10 @@ class Shell(Output):
 
     async def _take_write_token(self, peer: Peer, domid: int) -> None:
         """Hold a guest's write until its domain's rate allows it (cxenstored's wrl)."""
-        bucket = self._rates.get(domid)
-        if bucket is None:
-            bucket = TokenBucket(self.options.write_rate, self.options.write_burst,
-                                 trio.current_time())
-            self._rates[domid] = bucket
-        wait = bucket.take(trio.current_time())
-        if wait <= 0:
-            self._throttled.discard(domid)
-            return
-        if domid not in self._throttled:
-            self._throttled.add(domid)
-            log.info("domain %d: over its write rate (%g/s); holding its writes",
-                     domid, bucket.rate)
-        self.flush_dirty()  # answer what came before it first
-        await trio.sleep(wait)
+        wait = self.pacing.write_wait(domid, trio.current_time())
+        if wait > 0:
+            self.flush_dirty()  # answer what came before it first
+            await trio.sleep(wait)
 
     # -- carrying out the core's effects ---------------------------------------
 
@@ -277,33 +257,13 @@ class Shell(Output):
             elif type(effect) is Close:
                 self.close_peer(effect.conn_id, effect.reason)
             elif type(effect) is Log:
-                self._log(effect)
+                self.pacing.log(effect.level, effect.message, effect.domid, trio.current_time())
             elif type(effect) is Listen:
                 self.domain_sockets.listen(effect.domid)
             elif type(effect) is Unlisten:
                 self._unlisten(effect.domid)
             elif type(effect) is TraceFile:
                 self._retrace(effect.path)
-
-    def _log(self, line: Log) -> None:
-        """Log ``line``; a guest's lines within its budget (see GUEST_LOG_RATE)."""
-        if line.domid is None:
-            log.log(line.level, "%s", line.message)
-            return
-        entry = self._log_rates.get(line.domid)
-        if entry is None:
-            bucket = TokenBucket(GUEST_LOG_RATE, GUEST_LOG_BURST, trio.current_time())
-            entry = self._log_rates[line.domid] = (bucket, [0])
-        bucket, dropped = entry
-        if not bucket.try_take(trio.current_time()):
-            dropped[0] += 1
-            return
-        if dropped[0]:
-            log.log(line.level, "%s (and %d more lines of domain %d not logged)",
-                    line.message, dropped[0], line.domid)
-            dropped[0] = 0
-        else:
-            log.log(line.level, "%s", line.message)
 
     def _retrace(self, path: str | None) -> None:
         if self.tracer is not None:

@@ -20,8 +20,18 @@ class Tracer:
     """Appends trace lines to a file, flushed per line so a crash loses nothing."""
 
     def __init__(self, path: str) -> None:
-        self._file: TextIO = open(path, "a", encoding="latin-1", buffering=1)  # noqa: SIM115
-        self._file.write("\n***\n")
+        self.path = path
+        self._file: TextIO = self._open()
+
+    def _open(self) -> TextIO:
+        trace = open(self.path, "a", encoding="latin-1", buffering=1)  # noqa: SIM115
+        trace.write("\n***\n")
+        return trace
+
+    def reopen(self) -> None:
+        """Close the file and open it again at the same path (SIGHUP: after logrotate)."""
+        self._file.close()
+        self._file = self._open()
 
     def _line(self, text: str) -> None:
         self._file.write(text + "\n")
