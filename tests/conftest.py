@@ -30,7 +30,7 @@ def short_tempdir(prefix: str = "xs") -> str:
 class OurDaemon:
     """``python -m xenstore.daemon`` in a subprocess, ready when it printed its pid."""
 
-    def __init__(self, *extra: str | None) -> None:
+    def __init__(self, *extra: str | None, module: str = "xenstore.daemon") -> None:
         self.directory = short_tempdir()
         self.socket_path = os.path.join(self.directory, "socket")
         # None in the flags stands for the daemon's own directory (e.g. --domain-dir).
@@ -40,7 +40,7 @@ class OurDaemon:
         self.stderr_text = ""
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "xenstore.daemon", "--socket", self.socket_path, "-P",
+                [sys.executable, "-m", module, "--socket", self.socket_path, "-P",
                  *flags],
                 stdout=subprocess.PIPE,
                 stderr=stderr,

@@ -124,7 +124,11 @@ async def accept_loop(listener: socket.socket, accepted: Callable[[socket.socket
             await trio.sleep(ACCEPT_RETRY)
             continue
         sock.setblocking(False)
-        accepted(sock)
+        try:
+            accepted(sock)
+        except BaseException:
+            sock.close()  # nobody else will: it must not leak
+            raise
 
 
 @dataclass(slots=True, eq=False)
