@@ -4,11 +4,16 @@ A mixin of :class:`~xenstore.daemon.core.Server`. Replies that cxenstored
 also gives (``check``, ``quota``, ``log``...) use its exact text, so scripts
 parsing them keep working; ``conflicts`` and the domain-lifecycle commands
 are ours.
+
+Every reply fits in one message (``PAYLOAD_MAX``): a list that could outgrow
+it (``conflicts``) shows its newest entries and says how many it left out.
+cxenstored cuts nothing: a reply over the limit becomes E2BIG there (as it
+would here, through the last check in ``Server.handle``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, cast
 
 from xenstore.daemon import invariants
@@ -16,6 +21,7 @@ from xenstore.daemon.domains import parse_domid, parse_number
 from xenstore.daemon.effects import Effect, Log, TraceFile
 from xenstore.errors import EINVAL, EIO, ENOENT
 from xenstore.protocol.codec import split
+from xenstore.protocol.ops import PAYLOAD_MAX
 
 if TYPE_CHECKING:
     from collections import deque
@@ -59,6 +65,30 @@ QUOTA_TEXT = {
 Command = Callable[[list[bytes]], bytes]
 
 
+def newest_that_fit(lines: Sequence[str], left_out: Callable[[int], str]) -> bytes:
+    """A reply of ``lines`` (oldest first) that fits in one message, NUL included.
+
+    When they do not all fit, the newest that do are kept, in order, followed by
+    the line ``left_out(count)``; a newest line too long on its own is cut (``...``).
+    """
+    encoded = [line.encode() + b"\n" for line in lines]
+    if sum(map(len, encoded)) < PAYLOAD_MAX:
+        return b"".join(encoded) + b"\0"
+    # Room for the note at its longest (every line left out) and the NUL.
+    room = PAYLOAD_MAX - 1 - len(left_out(len(lines)).encode()) - 1
+    kept: list[bytes] = []
+    for line in reversed(encoded):
+        if len(line) > room:
+            if not kept:  # the newest alone is too long: show its start
+                kept.append(line[: room - 4] + b"...\n")
+            break
+        kept.append(line)
+        room -= len(line)
+    count = len(lines) - len(kept)
+    note = left_out(count).encode() + b"\n" if count else b""
+    return b"".join(reversed(kept)) + note + b"\0"
+
+
 class ControlOps:
     """The CONTROL request and its commands."""
 
@@ -80,7 +110,14 @@ class ControlOps:
         fields = split(payload)
         if not fields:
             raise EINVAL("CONTROL needs a command")
-        commands: dict[bytes, Command] = {
+        command = self.control_commands().get(fields[0])
+        if command is None:
+            raise EINVAL(f"unknown CONTROL command {fields[0]!r}")
+        return command(fields[1:])
+
+    def control_commands(self) -> dict[bytes, Command]:
+        """The CONTROL commands by name: each takes the arguments, returns the reply."""
+        return {
             b"help": self._control_help,
             b"check": self._control_check,
             b"log": self._control_log,
@@ -93,10 +130,6 @@ class ControlOps:
             b"domain-shutdown": lambda args: self._control_lifecycle(args, dead=False),
             b"domain-destroy": lambda args: self._control_lifecycle(args, dead=True),
         }
-        command = commands.get(fields[0])
-        if command is None:
-            raise EINVAL(f"unknown CONTROL command {fields[0]!r}")
-        return command(fields[1:])
 
     @staticmethod
     def _arity(args: list[bytes], *allowed: int) -> None:
@@ -204,8 +237,13 @@ class ControlOps:
         return OK
 
     def _control_conflicts(self, args: list[bytes]) -> bytes:
+        """The latest refused commits explained, as many of the newest as fit."""
         self._arity(args, 0)
-        return "".join(line + "\n" for line in self.conflicts).encode() + b"\0"
+        where = ("; the daemon's log has every one when it runs with -V"
+                 if self.config.log_conflicts else "")
+        return newest_that_fit(
+            self.conflicts, lambda count: f"({count} earlier conflicts left out{where})"
+        )
 
     def _control_lifecycle(self, args: list[bytes], dead: bool) -> bytes:
         """What Xen would report of a domain: it shut down, or it died."""

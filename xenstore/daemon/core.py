@@ -208,6 +208,13 @@ class Server(DomainOps, ControlOps, QuotaChecks):
                            for line in self.store.repair())
             reply = b"EIO\0"
             op = Op.ERROR
+        if len(reply) > PAYLOAD_MAX:  # a handler's bug: never put it on the wire
+            effects.append(Log(f"internal error on {describe(packet)} from connection "
+                               f"{conn_id}: a reply of {len(reply)} bytes, over "
+                               f"{PAYLOAD_MAX}; answered E2BIG",
+                               domid=None if conn.privileged else conn.domid))
+            reply = b"E2BIG\0"
+            op = Op.ERROR
         if self.store.generation != before:
             self._remember_commit(conn, packet)
         effects.append(Send(conn_id, Packet(op, req_id, tx_id, reply)))
