@@ -100,6 +100,7 @@ class ControlOps:
         domains: dict[int, Domain]
         conflicts: deque[str]
         soft_memory: int
+        reporters: list[Callable[[], list[str]]]
         _effects: list[Effect]
 
         def domain_died(self, domid: int, dead: bool) -> list[Effect]: ...
@@ -177,6 +178,8 @@ class ControlOps:
             f"transactions: {sum(len(c.transactions) for c in self.connections.values())}",
             f"domains: {len(self.domains)}",
         ]
+        for reporter in self.reporters:  # what the shell holds (tasks, sockets)
+            lines.extend(reporter())
         if args:
             try:
                 with open(args[0], "w") as report:

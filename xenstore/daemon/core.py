@@ -109,6 +109,9 @@ class Server(DomainOps, ControlOps, QuotaChecks):
         #: SET_FEATURE values of domains not introduced yet.
         self.pending_features: dict[int, int] = {}
         self.watches = WatchRegistry()
+        #: More lines for CONTROL memreport, from whoever runs this core (the shell's
+        #: tasks and sockets): injected, so that the core itself stays free of I/O.
+        self.reporters: list[Callable[[], list[str]]] = []
         #: Open transactions per unprivileged domain (the transactions quota).
         self._open_by_domain: dict[int, int] = {}
         #: The latest commits, for the conflict explainer: a ring indexed by
