@@ -92,3 +92,24 @@ def test_the_command_line(ours: Target) -> None:
                             capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1
     assert "could not reset the target" in broken.stdout
+
+
+def test_the_whole_corpus_twice_on_one_daemon() -> None:
+    """Every category, end to end and then again, on one daemon with guests on its
+    domain sockets: no scenario is lost to a dead or wedged daemon, the second pass
+    scores as the first (nothing a category leaves behind changes the next), and
+    both score as the pure core does."""
+    daemon = OurDaemon("--domain-dir", None)
+    try:
+        target = Target(daemon.socket_path, guest_connector(daemon.directory))
+        expected = {c: run_category(c, core_runner(), None) for c in CATEGORIES}
+        for _ in range(2):
+            for category in CATEGORIES:
+                score = score_socket(category, target)
+                assert score.failures == [], (category, score.failures[:3])
+                assert score.total == expected[category].total
+                assert len(score.documented) == len(expected[category].documented)
+                assert daemon.process.poll() is None, daemon.stderr()
+        assert "Traceback" not in daemon.stderr()
+    finally:
+        daemon.stop()
