@@ -147,6 +147,66 @@ def test_stale_socket_file_is_replaced_and_mode_is_configurable() -> None:
         proc.wait(10)
 
 
+def test_a_live_daemons_socket_is_never_taken_over(our_daemon: OurDaemon) -> None:
+    """A second daemon on the socket of a running one refuses to start (exit 3, a
+    clear message) and leaves the socket alone; the first goes on serving."""
+    Client(our_daemon.socket_path).write("/first", "still here")
+    before = os.stat(our_daemon.socket_path).st_ino
+    second = subprocess.run(
+        [sys.executable, "-m", "xenstore.daemon", "--socket", our_daemon.socket_path, "-P"],
+        capture_output=True, text=True, timeout=30)
+    assert second.returncode == 3
+    assert second.stdout == ""  # no pid printed: it never listened
+    assert "another daemon is running and answers on this socket" in second.stderr
+    assert our_daemon.socket_path in second.stderr
+    assert os.stat(our_daemon.socket_path).st_ino == before
+    assert Client(our_daemon.socket_path).read("/first") == b"still here"
+
+
+def test_a_guest_socket_of_another_daemon_is_not_taken_over() -> None:
+    """The same for domain sockets: INTRODUCE still answers OK (the domain exists),
+    the live socket stays its owner's, and the log says why this one has none."""
+    first = OurDaemon("--domain-dir", None)
+    second = OurDaemon("--domain-dir", first.directory)  # the same directory: a mistake
+    try:
+        Client(first.socket_path).request(Op.INTRODUCE, b"4\x004096\x001\x00")
+        owner = os.stat(os.path.join(first.directory, "4")).st_ino
+        Client(second.socket_path).request(Op.INTRODUCE, b"4\x004096\x001\x00")
+        assert os.stat(os.path.join(first.directory, "4")).st_ino == owner
+        assert "domain 4: cannot listen" in second.stderr()
+        assert "a running daemon answers on it" in second.stderr()
+    finally:
+        second.stop()
+        first.stop()
+
+
+def test_sighup_reopens_the_trace_and_log_files() -> None:
+    """As cxenstored on SIGHUP: files moved away (logrotate) are opened afresh at their
+    paths, and the daemon goes on (a HUP used to kill it, leaving a dead socket)."""
+    directory = short_tempdir()
+    trace, log = os.path.join(directory, "trace"), os.path.join(directory, "log")
+    daemon = OurDaemon("-T", trace, "--log-file", log, "-V")
+    try:
+        Client(daemon.socket_path).write("/before", "1")
+        os.rename(trace, trace + ".1")
+        os.rename(log, log + ".1")
+        os.kill(daemon.pid, signal.SIGHUP)
+        with Client(daemon.socket_path, timeout=10) as xs:
+            for _ in range(200):  # the signal is handled soon, not at once
+                if os.path.exists(trace) and os.path.exists(log):
+                    break
+                xs.read("/before")
+            xs.write("/after", "2")
+        assert daemon.process.poll() is None
+    finally:
+        daemon.stop()
+    assert " WRITE (/before 1)" in Path(trace + ".1").read_text()
+    rotated = Path(trace).read_text()
+    assert " WRITE (/after 2)" in rotated and " WRITE (/before 1)" not in rotated
+    assert "reopening the trace and log files on SIGHUP" in Path(log).read_text()
+    assert " INFO pyxenstored: " in Path(log).read_text()  # times and levels in the file
+
+
 def test_too_long_socket_path_is_a_clear_error() -> None:
     path = "/tmp/" + "x" * 120 + "/socket"
     proc = subprocess.run(
