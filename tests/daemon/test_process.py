@@ -203,7 +203,7 @@ def test_sighup_reopens_the_trace_and_log_files() -> None:
     assert " WRITE (/before 1)" in Path(trace + ".1").read_text()
     rotated = Path(trace).read_text()
     assert " WRITE (/after 2)" in rotated and " WRITE (/before 1)" not in rotated
-    assert "reopening the trace and log files on SIGHUP" in Path(log).read_text()
+    assert "reopened the trace and log files on SIGHUP" in Path(log).read_text()
     assert " INFO pyxenstored: " in Path(log).read_text()  # times and levels in the file
 
 

@@ -78,11 +78,11 @@ def announce_ready(args: object, socket_path: str) -> None:
 
 def reopen_files(shell: Shell, log_file: ReopenableFileHandler | None) -> None:
     """SIGHUP: reopen the trace and log files, as cxenstored does (after logrotate)."""
-    log.info("reopening the trace and log files on SIGHUP")
     if log_file is not None:
         log_file.reopen()
     if shell.tracer is not None:
         shell.tracer.reopen()
+    log.info("reopened the trace and log files on SIGHUP")
 
 
 async def run(
