@@ -8,7 +8,7 @@ from tests.core.harness import Caller
 from tests.core.test_watches import events
 from xenstore.daemon.config import Config
 from xenstore.daemon.core import Server
-from xenstore.daemon.effects import Close, Listen, Unlisten
+from xenstore.daemon.effects import Close, DiscardOutput, Listen, Send, Unlisten
 from xenstore.protocol.ops import Op
 
 
@@ -29,21 +29,96 @@ def dom0(server: Server) -> Caller:
 
 
 def test_introduce_validates_and_announces(server: Server, dom0: Caller) -> None:
-    for bad in (["0", "1", "2"], ["abc", "1", "2"], ["32752", "1", "2"], ["-1", "1", "2"],
-                ["5", "1", "0"], ["5", "x", "2"], ["5", "1"]):
+    for bad in (["abc", "1", "2"], ["32752", "1", "2"], ["-1", "1", "2"], ["5x", "1", "2"],
+                ["5", "1", "0"], ["5", "1", "-1"], ["5", "x", "2"], ["5", "1"], ["0", "1", "0"],
+                ["5", "1", "4294967296"]):
         assert dom0.error(Op.INTRODUCE, *bad) == "EINVAL", bad
+    assert server.domains == {}
     watcher = Caller(server)
     watcher.ok(Op.WATCH, "@introduceDomain", "i")
     watcher.ok(Op.WATCH, "@introduceDomain", "i1", "1")
-    dom0.ok(Op.INTRODUCE, "5", "4096", "7")
+    dom0.ok(Op.INTRODUCE, "5", "-4096", "7", "/local/domain/5")  # old xend's path: ignored
     assert Listen(5) in dom0.effects
     assert events(dom0, of=watcher) == [("@introduceDomain", "i"), ("@introduceDomain/5", "i1")]
-    dom0.ok(Op.INTRODUCE, "5", "4096", "8")  # same page: rebinding, no new event
-    assert events(dom0, of=watcher) == []
-    assert dom0.error(Op.INTRODUCE, "5", "9999", "7") == "EINVAL"
+    for page in ("4096", "9999"):  # introduced again, whatever the page: no new event
+        dom0.ok(Op.INTRODUCE, "5", page, "8")
+        assert events(dom0, of=watcher) == []
+        assert not any(isinstance(e, Listen) for e in dom0.effects)
+    assert server.domains[5].evtchn == 8
+    assert dom0.error(Op.INTRODUCE, "5", "1", "0") == "EINVAL"
     assert dom0.ok(Op.IS_DOMAIN_INTRODUCED, "5") == b"T\0"
     assert dom0.ok(Op.IS_DOMAIN_INTRODUCED, "6") == b"F\0"
-    assert dom0.ok(Op.IS_DOMAIN_INTRODUCED, "0") == b"T\0"
+    # 0 and DOMID_SELF always are; other reserved ids never (cxenstored answers so).
+    for domid, answer in (("0", b"T\0"), ("32752", b"T\0"), ("32753", b"F\0"),
+                          ("65535", b"F\0"), ("4294967295", b"F\0")):
+        assert dom0.ok(Op.IS_DOMAIN_INTRODUCED, domid) == answer, domid
+    for text in ("", "abc", "-1", "5x", " 5", "4294967296"):
+        assert dom0.error(Op.IS_DOMAIN_INTRODUCED, text) == "EINVAL", text
+
+
+def test_introduce_0_is_ok_and_touches_nothing(server: Server, dom0: Caller) -> None:
+    """dom0 is introduced from the start: OK, no socket, no event, no reset."""
+    watcher = Caller(server)
+    watcher.ok(Op.WATCH, "@introduceDomain", "i")
+    watcher.ok(Op.WATCH, "/x", "x")
+    tx = watcher.start()
+    dom0.ok(Op.INTRODUCE, "0", "0", "1")
+    assert [e for e in dom0.effects if not isinstance(e, Send)] == []
+    assert events(dom0, of=watcher) == []
+    assert len(server.watches) == 2 and tx in server.connections[watcher.conn_id].transactions
+    assert 0 not in server.domains
+
+
+def test_introduce_again_resets_the_domains_connections(server: Server, dom0: Caller) -> None:
+    """As cxenstored resets the ring: watches, transactions and unsent output go
+    (DiscardOutput); the connections stay, and nothing fires."""
+    introduce(dom0, 5)
+    introduce(dom0, 6)
+    guest, second = Caller(server, 5, False), Caller(server, 5, False)
+    other = Caller(server, 6, False)
+    guest.ok(Op.WATCH, "name", "w")
+    second.ok(Op.WATCH, "@releaseDomain", "r")
+    other.ok(Op.WATCH, "name", "o")
+    tx = guest.start()
+    guest.write("in-tx", "x", tx=tx)
+    other_tx = other.start()
+    watcher = Caller(server)
+    watcher.ok(Op.WATCH, "@introduceDomain", "i")
+    watcher.ok(Op.WATCH, "/local/domain/5", "home")
+    dom0.ok(Op.INTRODUCE, "5", "12345", "9")
+    assert {DiscardOutput(guest.conn_id), DiscardOutput(second.conn_id)} <= set(dom0.effects)
+    assert DiscardOutput(other.conn_id) not in dom0.effects
+    # The discards come before the reply (the shell drops what was queued, not it).
+    kinds = [type(e) for e in dom0.effects]
+    assert kinds.index(Send) > max(i for i, k in enumerate(kinds) if k is DiscardOutput)
+    assert events(dom0, of=watcher) == []
+    assert not server.watches.by_conn.get(guest.conn_id)
+    assert not server.watches.by_conn.get(second.conn_id)
+    assert len(server.watches) == 3  # other's and the watcher's
+    assert guest.error(Op.READ, "in-tx", tx=tx) == "ENOENT"
+    assert server._open_by_domain.get(5, 0) == 0
+    assert other_tx in server.connections[other.conn_id].transactions
+    # The connections go on: a new watch, a new transaction, the old watch silent.
+    dom0.write("/local/domain/5/name", "v")
+    assert events(dom0, of=guest) == []
+    guest.ok(Op.WATCH, "name", "again")
+    assert events(guest) == [("name", "again")]
+    assert guest.start() != 0
+    assert server.store.check() == []
+
+
+def test_introduce_again_keeps_the_domains_state(server: Server, dom0: Caller) -> None:
+    """Its quotas, target, shutdown state and nodes are the domain's, not its ring's."""
+    introduce(dom0, 5)
+    introduce(dom0, 9)
+    Caller(server, 5, False).write("kept", "1")
+    dom0.ok(Op.SET_QUOTA, "9", "nodes", "7")
+    dom0.ok(Op.SET_TARGET, "9", "5")
+    server.domain_died(9, dead=False)
+    dom0.ok(Op.INTRODUCE, "9", "1", "2")
+    assert server.domains[9].target == 5 and server.domains[9].shutdown
+    assert server.domains[9].quotas == {"nodes": 7}
+    assert Caller(server, 9, False).read("/local/domain/5/kept") == b"1"
 
 
 def test_guests_may_not_manage_domains(server: Server, dom0: Caller) -> None:
@@ -134,7 +209,47 @@ def test_set_target_gives_the_targets_rights(server: Server, dom0: Caller) -> No
     assert stubdom.ok(Op.READ, "/local/domain/5") == b""
     stubdom.write("/local/domain/5/from-stubdom", "x")
     assert Caller(server, 9, False).read("/local/domain/5/from-stubdom") == b"x"
+    # Both must be introduced: ENOENT for either, and nothing changes.
     assert dom0.error(Op.SET_TARGET, "10", "5") == "ENOENT"
+    assert dom0.error(Op.SET_TARGET, "9", "10") == "ENOENT"
+    assert dom0.error(Op.SET_TARGET, "9", "32752") == "ENOENT"
+    assert server.domains[9].target == 5
+    for bad in (["9"], ["9", "5", "6"], ["abc", "5"], ["9", "-1"], ["9x", "5"]):
+        assert dom0.error(Op.SET_TARGET, *bad) == "EINVAL", bad
+
+
+def test_set_target_with_dom0(server: Server, dom0: Caller) -> None:
+    """dom0 is always introduced, so cxenstored accepts it on either side; a
+    domain targeting dom0 gets dom0's rights over dom0's nodes."""
+    introduce(dom0, 5)
+    dom0.write("/secret", "s")
+    guest = Caller(server, 5, False)
+    assert guest.error(Op.READ, "/secret") == "EACCES"
+    dom0.ok(Op.SET_TARGET, "0", "5")  # dom0's connections are privileged already
+    dom0.ok(Op.SET_TARGET, "0", "0")
+    assert all(c.target is None for c in server.connections.values())
+    dom0.ok(Op.SET_TARGET, "5", "0")
+    assert guest.read("/secret") == b"s"
+    assert Caller(server, 5, False).read("/secret") == b"s"
+    assert dom0.error(Op.SET_TARGET, "0", "6") == "ENOENT"
+    assert dom0.error(Op.SET_TARGET, "6", "0") == "ENOENT"
+
+
+def test_release_and_resume_arguments(server: Server, dom0: Caller) -> None:
+    """0 is EINVAL (as cxenstored), a domain not introduced ENOENT (reserved ids too)."""
+    for op in (Op.RELEASE, Op.RESUME):
+        for domid in ("0", "00"):
+            assert dom0.error(op, domid) == "EINVAL", (op, domid)
+        for domid in ("5", "32752", "65535", "100000"):
+            assert dom0.error(op, domid) == "ENOENT", (op, domid)
+        for bad in ("", "abc", "-1", "5x", " 5", "4294967296"):
+            assert dom0.error(op, bad) == "EINVAL", (op, bad)
+        assert dom0.error(op, "5", "6") == "EINVAL"
+    introduce(dom0, 5)
+    dom0.ok(Op.RESUME, "5")
+    dom0.ok(Op.RELEASE, "5")
+    assert dom0.error(Op.RELEASE, "5") == "ENOENT"
+    assert dom0.error(Op.RESUME, "5") == "ENOENT"
 
 
 def test_features(server: Server, dom0: Caller) -> None:

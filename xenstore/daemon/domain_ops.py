@@ -7,13 +7,15 @@ to one concern; it uses the server's state (``domains``, ``connections``,
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import TYPE_CHECKING
 
 from xenstore import paths, perms
 from xenstore.daemon.domains import SUPPORTED_FEATURES, Domain, parse_domid, parse_number
-from xenstore.daemon.effects import Close, Effect, Listen, Log, Unlisten
+from xenstore.daemon.effects import Close, DiscardOutput, Effect, Listen, Log, Unlisten
 from xenstore.errors import EBUSY, EINVAL, ENOENT
-from xenstore.perms import Perm, intern
+from xenstore.perms import DOMID_FIRST_RESERVED, Perm, intern
 from xenstore.protocol.codec import split
 
 if TYPE_CHECKING:
@@ -25,6 +27,23 @@ if TYPE_CHECKING:
     from xenstore.transactions import Transaction
 
 OK = b"OK\0"
+
+#: What IS_DOMAIN_INTRODUCED always answers T for, as cxenstored: the caller itself.
+DOMID_SELF = 0x7FF0
+
+#: INTRODUCE's gfn: signed decimal, as xenstore.txt has it (and then ignored, as 4.17 does).
+_GFN = re.compile(rb"-?[0-9]{1,20}")
+
+
+def decimal_domid(text: bytes) -> int:
+    """A domid as a toolstack writes it (``%u``): decimal, below 2**32.
+
+    0 and the reserved ids pass: each op decides what they mean. cxenstored's
+    atoi() also reads ``abc`` (0), ``5x`` (5) and ``-1``; we answer EINVAL.
+    """
+    if not text.isdigit() or len(text) > 10 or int(text) > 0xFFFFFFFF:
+        raise EINVAL(f"not a domid: {text!r}")
+    return int(text)
 
 
 class DomainOps:
@@ -51,33 +70,50 @@ class DomainOps:
     def _do_introduce(
         self, conn: Connection, tx: Transaction | None, payload: bytes
     ) -> bytes:
+        # <domid>|<gfn>|<evtchn>|? : later fields (old xend sent a path) are ignored.
         fields = split(payload)
-        if len(fields) != 3:
+        if len(fields) < 3:
             raise EINVAL("INTRODUCE takes a domid, a gfn and an event channel")
-        domid = parse_domid(fields[0])
-        try:
-            gfn, evtchn = int(fields[1]), int(fields[2])
-        except ValueError:
-            raise EINVAL("the gfn and event channel must be decimal numbers") from None
-        if evtchn <= 0:
-            raise EINVAL("the event channel must be positive")
+        domid = decimal_domid(fields[0])
+        if not _GFN.fullmatch(fields[1]):
+            raise EINVAL(f"the gfn must be a signed decimal number: {fields[1]!r}")
+        if not fields[2].isdigit() or len(fields[2]) > 10 or not 0 < int(fields[2]) < 1 << 32:
+            raise EINVAL(f"the event channel must be a positive number: {fields[2]!r}")
+        gfn, evtchn = int(fields[1]), int(fields[2])
+        if domid == 0:
+            # dom0 is introduced from the start; cxenstored would reset its ring,
+            # which we do not have: the socket connections are not touched.
+            return OK
+        if domid >= DOMID_FIRST_RESERVED:
+            raise EINVAL(f"not a guest domid: {domid}")
         known = self.domains.get(domid)
         if known is not None:
-            # Re-introducing with the same page rebinds the channel (cxenstored).
-            if known.gfn != gfn:
-                raise EINVAL(f"domain {domid} is already introduced with another page")
-            known.evtchn = evtchn
-            # ...and resets its connections, as a reconnecting guest expects.
-            for other in self.connections.values():
-                if other.domid == domid:
-                    self.watches.remove_all(other.conn_id)
-                    self._abort_all(other)
+            # Introduced again (a resume, a reconnect): whatever the page, as
+            # 4.17 ignores it, the channel is rebound and the domain's
+            # connections are reset as cxenstored resets its ring. No events.
+            known.gfn, known.evtchn = gfn, evtchn
+            self._reset_connections(domid)
             return OK
         domain = Domain(domid, gfn, evtchn, features=self.pending_features.pop(domid, 0))
         self.domains[domid] = domain
         self._effects.append(Listen(domid))
         self._effects.extend(self.fire_special(paths.INTRODUCE_DOMAIN, domid))
         return OK
+
+    def _reset_connections(self, domid: int) -> None:
+        """Drop the watches, transactions and unsent output of ``domid``'s connections.
+
+        The connections stay: the guest goes on talking on them.
+        """
+        reset = 0
+        for other in self.connections.values():
+            if other.domid == domid:
+                self.watches.remove_all(other.conn_id)
+                self._abort_all(other)
+                self._effects.append(DiscardOutput(other.conn_id))
+                reset += 1
+        self._effects.append(Log(f"domain {domid} introduced again: {reset} connection(s) "
+                                 "reset", logging.INFO))
 
     def _do_release(
         self, conn: Connection, tx: Transaction | None, payload: bytes
@@ -88,10 +124,14 @@ class DomainOps:
         return OK
 
     def _domain_arg(self, payload: bytes) -> int:
+        """RELEASE's and RESUME's domid: EINVAL for 0 (as cxenstored), ENOENT if not
+        introduced (reserved ids too: they never are)."""
         fields = split(payload)
         if len(fields) != 1:
             raise EINVAL("expected one domid")
-        domid = parse_domid(fields[0])
+        domid = decimal_domid(fields[0])
+        if domid == 0:
+            raise EINVAL("domain 0 cannot be released or resumed")
         if domid not in self.domains:
             raise ENOENT(f"domain {domid} is not introduced")
         return domid
@@ -154,8 +194,8 @@ class DomainOps:
         fields = split(payload)
         if len(fields) != 1:
             raise EINVAL("expected one domid")
-        domid = parse_domid(fields[0], allow_zero=True)
-        return b"T\0" if domid == 0 or domid in self.domains else b"F\0"
+        domid = decimal_domid(fields[0])
+        return b"T\0" if domid in (0, DOMID_SELF) or domid in self.domains else b"F\0"
 
     def _do_resume(
         self, conn: Connection, tx: Transaction | None, payload: bytes
@@ -169,10 +209,13 @@ class DomainOps:
         fields = split(payload)
         if len(fields) != 2:
             raise EINVAL("SET_TARGET takes a domid and a target domid")
-        domid = parse_domid(fields[0])
-        target = parse_domid(fields[1])
-        if domid not in self.domains:
-            raise ENOENT(f"domain {domid} is not introduced")
+        domid, target = decimal_domid(fields[0]), decimal_domid(fields[1])
+        for each in (domid, target):
+            if each != 0 and each not in self.domains:  # dom0 is always introduced
+                raise ENOENT(f"domain {each} is not introduced")
+        if domid == 0:
+            return OK  # dom0's connections have every right already
+        # A target of 0 gives the domain dom0's rights over dom0's nodes, as in cxenstored.
         self.domains[domid].target = target
         for other in self.connections.values():
             if other.domid == domid:

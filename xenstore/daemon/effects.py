@@ -45,10 +45,21 @@ class Unlisten(NamedTuple):
     domid: int
 
 
+class DiscardOutput(NamedTuple):
+    """Drop what connection ``conn_id`` was given but has not been sent yet.
+
+    A re-INTRODUCE resets a domain's connections as cxenstored resets its ring.
+    The rest of a packet already partly written still goes, so the stream
+    stays whole; what the kernel holds is the client's already.
+    """
+
+    conn_id: int
+
+
 class TraceFile(NamedTuple):
     """CONTROL logfile/log: trace to ``path`` from now on (None: stop tracing)."""
 
     path: str | None
 
 
-Effect = Send | Close | Log | Listen | Unlisten | TraceFile
+Effect = Send | Close | Log | Listen | Unlisten | DiscardOutput | TraceFile

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 from typing import TYPE_CHECKING
 
 import trio
@@ -42,13 +43,26 @@ STALL_AT = 1024 * 1024
 #: to 4 KiB, and one write may make thousands of watch events.
 FLUSH_AT = 256 * 1024
 
+#: A packet's header: four u32, the last its payload's length.
+_HEADER_BYTES = 16
+_LENGTH = struct.Struct("<I")
+
+
+def _boundary(buf: bytes | bytearray, start: int, at_least: int) -> int:
+    """The first packet boundary in ``buf`` at or after ``at_least``, walking the
+    headers of the whole packets that begin at boundary ``start``."""
+    offset = start
+    while offset < at_least:
+        offset += _HEADER_BYTES + _LENGTH.unpack_from(buf, offset + 12)[0]
+    return offset
+
 
 class Peer:
     """The I/O side of one connection."""
 
     __slots__ = (
-        "backlog", "closing", "conn_id", "domid", "drained", "flushing", "out", "scope", "sock",
-        "stalls",
+        "backlog", "closing", "conn_id", "domid", "drained", "flushing", "head", "out", "scope",
+        "sock", "stalls",
     )
 
     def __init__(self, conn_id: int, sock: socket.socket, domid: int | None = None) -> None:
@@ -61,6 +75,10 @@ class Peer:
         self.out: list[bytes] = []
         #: What the kernel would not take yet.
         self.backlog = bytearray()
+        #: Of a guest's backlog, how many bytes at its start finish a packet the
+        #: kernel took part of: a reset (DiscardOutput) keeps them. Kept for guests
+        #: only, as only a guest's connections are reset.
+        self.head = 0
         self.flushing = False
         self.closing = False
         self.scope = trio.CancelScope()
@@ -106,6 +124,8 @@ class Output:
                 self.close_peer(peer.conn_id, "send failed")
                 continue
             if sent < len(data):
+                if peer.domid is not None:
+                    peer.head = _boundary(data, 0, sent) - sent
                 self._queue(peer, memoryview(data)[sent:])
 
     def _queue(self, peer: Peer, data: bytes | memoryview) -> None:
@@ -136,6 +156,10 @@ class Output:
                 except OSError:
                     self.close_peer(peer.conn_id, "send failed")
                     return
+                if peer.domid is not None:
+                    head = peer.head
+                    peer.head = (head - sent if sent <= head
+                                 else _boundary(peer.backlog, head, sent) - sent)
                 del peer.backlog[:sent]
                 self.backlog_bytes -= sent
             if not peer.backlog:
@@ -163,6 +187,29 @@ class Output:
                 f"while all connections hold {self.backlog_bytes} (limit {limit})",
             )
 
+    def discard_output(self, conn_id: int) -> None:
+        """Forget what ``conn_id`` was given and not sent yet (its domain was reset).
+
+        Whole packets only: the rest of one the kernel took part of still goes,
+        so that the client's stream stays in step. (Only a guest's connection is
+        reset; of dom0's, whose ``head`` is not kept, the backlog stays.)
+        """
+        peer = self.peers.get(conn_id)
+        if peer is None or peer.closing:
+            return
+        if peer.out:
+            self._pending_bytes -= sum(map(len, peer.out))
+            peer.out.clear()
+            self._dirty.remove(peer)
+        keep = peer.head if peer.domid is not None else len(peer.backlog)
+        dropped = len(peer.backlog) - keep
+        if dropped > 0:
+            del peer.backlog[keep:]
+            self.backlog_bytes -= dropped
+        if not peer.backlog:
+            peer.drained.set()  # a reader stalled on its backlog may go on
+            peer.drained = trio.Event()
+
     def close_peer(self, conn_id: int, reason: str) -> None:
         peer = self.peers.get(conn_id)
         if peer is None or peer.closing:
@@ -178,3 +225,4 @@ class Output:
             peer.drained.set()
         self.backlog_bytes -= len(peer.backlog)
         peer.backlog = bytearray()
+        peer.head = 0

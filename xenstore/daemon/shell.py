@@ -19,7 +19,16 @@ from dataclasses import dataclass
 import trio
 
 from xenstore.daemon.core import Server
-from xenstore.daemon.effects import Close, Effect, Listen, Log, Send, TraceFile, Unlisten
+from xenstore.daemon.effects import (
+    Close,
+    DiscardOutput,
+    Effect,
+    Listen,
+    Log,
+    Send,
+    TraceFile,
+    Unlisten,
+)
 from xenstore.daemon.listeners import (
     DomainSockets,
     accept_loop,
@@ -264,6 +273,8 @@ class Shell(Output):
                 self._unlisten(effect.domid)
             elif type(effect) is TraceFile:
                 self._retrace(effect.path)
+            elif type(effect) is DiscardOutput:
+                self.discard_output(effect.conn_id)
 
     def _retrace(self, path: str | None) -> None:
         if self.tracer is not None:
