@@ -103,11 +103,9 @@ def access_for(perms: Perms, domid: int, target: int | None = None) -> int:
     owner = perms[0]
     if owner.domid == domid or (target is not None and owner.domid == target):
         return FULL
+    # One walk, as cxenstored's perm_for_conn: the first entry naming either decides
+    # (``n0 r9 w5`` gives domain 5 with target 9 read, not write).
     for perm in perms[1:]:
-        if perm.domid == domid:
+        if perm.domid == domid or (target is not None and perm.domid == target):
             return perm.access
-    if target is not None:
-        for perm in perms[1:]:
-            if perm.domid == target:
-                return perm.access
     return owner.access

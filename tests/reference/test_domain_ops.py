@@ -19,6 +19,7 @@ shared ring (:mod:`xenstore.reference.guest`), on ours over its socket.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
@@ -359,4 +360,29 @@ def test_set_target_0_gives_dom0s_rights(host: tuple[Client, Guests]) -> None:
     dom0.request(Op.INTRODUCE, a(str(DOMID), "0", "2"))  # a reset keeps the target
     guest = guests.again(guest)
     assert guest.read("/secret") == b"s"
+    guest.close()
+
+
+def test_the_first_acl_entry_naming_the_domain_or_its_target_decides(
+    host: tuple[Client, Guests],
+) -> None:
+    """cxenstored's perm_for_conn walks the ACL once and stops at the first entry that
+    names the domain or its target: with ``n0 r9 w5`` domain 5 targeting 9 only reads."""
+    dom0, guests = host
+    dom0.request(Op.INTRODUCE, a("9", "0", "1"))
+    dom0.request(Op.SET_TARGET, a(str(DOMID), "9"))
+    guest = guests.connect()
+    for acl, rights in ((["n0", "r9", "w5"], "r"), (["n0", "w5", "r9"], "w"),
+                        (["n0", "w9", "r5"], "w"), (["n0", "r5", "w9"], "r"),
+                        (["n0", "b7", "w9"], "w")):
+        dom0.write("/acl", "v")
+        dom0.set_perms("/acl", acl)
+        got = ""
+        with contextlib.suppress(errors.EACCES):
+            guest.read("/acl")
+            got += "r"
+        with contextlib.suppress(errors.EACCES):
+            guest.write("/acl", "w")
+            got += "w"
+        assert got == rights, acl
     guest.close()
