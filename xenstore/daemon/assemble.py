@@ -23,7 +23,8 @@ QUOTA_FLAGS = {
 
 def config_from(args: argparse.Namespace) -> Config:
     """The core's settings from the flags; ValueError for a malformed or unknown quota."""
-    config = Config(keep_orphans=bool(args.keep_orphans), trace_file=args.trace_file)
+    config = Config(keep_orphans=bool(args.keep_orphans), trace_file=args.trace_file,
+                    faults=bool(args.faults))
     for flag, quota in QUOTA_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:

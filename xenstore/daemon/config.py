@@ -25,3 +25,5 @@ class Config:
     keep_orphans: bool = False
     #: Where CONTROL log on traces to (``-T``, or CONTROL logfile).
     trace_file: str | None = None
+    #: Accept CONTROL fault, which makes requests fail on purpose (``--faults``: tests only).
+    faults: bool = False

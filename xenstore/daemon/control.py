@@ -2,8 +2,8 @@
 
 A mixin of :class:`~xenstore.daemon.core.Server`. Replies that cxenstored
 also gives (``check``, ``quota``, ``log``...) use its exact text, so scripts
-parsing them keep working; ``conflicts`` and the domain-lifecycle commands
-are ours.
+parsing them keep working; ``conflicts``, the domain-lifecycle commands and
+``fault`` (:mod:`xenstore.daemon.faults`, only with ``--faults``) are ours.
 
 Every reply fits in one message (``PAYLOAD_MAX``): a list that could outgrow
 it (``conflicts``) shows its newest entries and says how many it left out.
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from xenstore.daemon.config import Config
     from xenstore.daemon.core import Connection, Server
     from xenstore.daemon.domains import Domain
+    from xenstore.daemon.faults import Faults
     from xenstore.daemon.watches import WatchRegistry
     from xenstore.store import Store
     from xenstore.transactions import Transaction
@@ -46,6 +47,8 @@ HELP = (
     "conflicts\t\n"
     "domain-shutdown\t<domid>\n"
     "domain-destroy\t<domid>\n"
+    "fault\t[eagain <n> [<domid>]|write-errno <path> <errno>|off|event-delay <seconds>|clear]"
+    " (only with --faults)\n"
     "help\t\n"
 )
 
@@ -99,6 +102,7 @@ class ControlOps:
         connections: dict[int, Connection]
         domains: dict[int, Domain]
         conflicts: deque[str]
+        faults: Faults
         soft_memory: int
         reporters: list[Callable[[], list[str]]]
         _effects: list[Effect]
@@ -130,6 +134,7 @@ class ControlOps:
             b"conflicts": self._control_conflicts,
             b"domain-shutdown": lambda args: self._control_lifecycle(args, dead=False),
             b"domain-destroy": lambda args: self._control_lifecycle(args, dead=True),
+            b"fault": lambda args: self.faults.command(args, self._effects),
         }
 
     @staticmethod

@@ -25,6 +25,7 @@ from xenstore.daemon.control import ControlOps
 from xenstore.daemon.domain_ops import DomainOps, readable_by_all
 from xenstore.daemon.domains import Domain
 from xenstore.daemon.effects import Effect, Log, Send
+from xenstore.daemon.faults import Faults
 from xenstore.daemon.quotas import QuotaChecks
 from xenstore.daemon.watches import WatchRegistry
 from xenstore.errors import (
@@ -121,6 +122,8 @@ class Server(DomainOps, ControlOps, QuotaChecks):
         )
         #: The latest refused commits, explained (CONTROL conflicts).
         self.conflicts: deque[str] = deque(maxlen=100)
+        #: Failures injected on purpose for tests (CONTROL fault, with ``--faults``).
+        self.faults = Faults(enabled=self.config.faults)
         self._next_conn_id = 1
         #: Effects of the request being handled: watch events, then the reply.
         self._effects: list[Effect] = []
@@ -276,6 +279,13 @@ class Server(DomainOps, ControlOps, QuotaChecks):
                 raise ENOSPC(f"domain {conn.domid} owns too many nodes")
             self._check_size(conn, above, 0, path[len(above):].lstrip("/").split("/")[0])
 
+    def _injected_write_error(self, path: str) -> None:
+        """Raise the error CONTROL fault write-errno armed for ``path``, if any."""
+        if self.faults.write_errnos:  # nothing to walk on a daemon without faults
+            error = self.faults.write_error(path)
+            if error is not None:
+                raise error
+
     def _owner(self, conn: Connection) -> int | None:
         return None if conn.privileged else conn.domid
 
@@ -302,6 +312,7 @@ class Server(DomainOps, ControlOps, QuotaChecks):
         if cut < 0:
             raise EINVAL("WRITE needs a path and a value")
         path = self._path(conn, payload[:cut].decode("latin-1"))
+        self._injected_write_error(path)
         view = self._view(conn, tx)
         self._check_size(conn, path, len(payload) - cut - 1)
         self._check_memory(conn, len(payload), view)
@@ -315,6 +326,7 @@ class Server(DomainOps, ControlOps, QuotaChecks):
 
     def _do_mkdir(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
         path = self._path(conn, one_arg(payload))
+        self._injected_write_error(path)
         view = self._view(conn, tx)
         if view.exists(path):
             if not self._may(conn, view, path, perms.WRITE):
@@ -326,6 +338,7 @@ class Server(DomainOps, ControlOps, QuotaChecks):
 
     def _do_rm(self, conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
         path = self._path(conn, one_arg(payload))
+        self._injected_write_error(path)
         view = self._view(conn, tx)
         if not view.exists(path):
             error = self._missing(conn, view, path, perms.WRITE)
@@ -397,6 +410,7 @@ class Server(DomainOps, ControlOps, QuotaChecks):
             self.special_perms[raw_path] = new
             return OK
         path = self._path(conn, raw_path)
+        self._injected_write_error(path)
         view = self._view(conn, tx)
         self._check(conn, view, path, perms.WRITE | perms.OWNER)
         if not conn.privileged and new[0].domid != view.perms(path)[0].domid:
@@ -489,6 +503,14 @@ class Server(DomainOps, ControlOps, QuotaChecks):
             return OK
         if not conn.privileged:
             self._check_commit_quotas(conn, tx)
+        if self.faults.eagain and self.faults.refuse_commit(conn.domid):
+            tx.close()  # aborted, as a refused commit is
+            refused = errors.EAGAIN(
+                f"transaction {tx.tx_id} of connection {conn.conn_id} (domain {conn.domid}) "
+                "refused by an injected fault (CONTROL fault eagain)"
+            )
+            self._explain(conn, tx, refused)
+            raise refused
         try:
             changes = tx.commit()
         except errors.EAGAIN as refused:

@@ -62,4 +62,11 @@ class TraceFile(NamedTuple):
     path: str | None
 
 
-Effect = Send | Close | Log | Listen | Unlisten | DiscardOutput | TraceFile
+class DelayEvents(NamedTuple):
+    """CONTROL fault event-delay: deliver watch events ``seconds`` late from now on
+    (0: on time again). The shell holds them: the core has no clock."""
+
+    seconds: float
+
+
+Effect = Send | Close | Log | Listen | Unlisten | DiscardOutput | TraceFile | DelayEvents

@@ -104,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--timeout", action="append", help="(not implemented yet)")
     p.add_argument("-K", "--keep-orphans", action="store_true",
                    help="at RELEASE, give a domain's nodes to dom0 instead of removing them")
+    p.add_argument("--faults", action="store_true",
+                   help="for tests only: accept CONTROL fault, which makes commits, writes and "
+                   "watch events fail or come late on purpose (without it: EACCES)")
     return p
 
 

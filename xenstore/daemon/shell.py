@@ -14,13 +14,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
 
 from xenstore.daemon.core import Server
+from xenstore.daemon.delayed import DelayedEvents
 from xenstore.daemon.effects import (
     Close,
+    DelayEvents,
     DiscardOutput,
     Effect,
     Listen,
@@ -102,6 +105,8 @@ class Shell(Output):
             self.start_peer, lambda domid: domid in server.domains,
         )
         self.pacing = GuestPacing(options.write_rate, options.write_burst)
+        #: Watch events held back by CONTROL fault event-delay (a test daemon's).
+        self.delayed = DelayedEvents(self._deliver_late)
         server.reporters.append(self.report)
         #: Bytes in every connection's backlog together.
         self.backlog_bytes = 0
@@ -139,7 +144,7 @@ class Shell(Output):
 
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = self.domain_sockets.nursery = nursery
+                self._nursery = self.domain_sockets.nursery = self.delayed.nursery = nursery
                 task_status.started()
                 await supervised("the accept loop of dom0's socket", accept)
         finally:
@@ -154,6 +159,7 @@ class Shell(Output):
             f"tasks: {count_tasks()}",
             f"sockets of domains: {len(self.domain_sockets.open)}",
             f"unsent bytes: {self.backlog_bytes}",
+            f"delayed watch events: {len(self.delayed)}",
         ]
 
     def start_peer(self, sock: socket.socket, domid: int | None) -> None:
@@ -273,10 +279,16 @@ class Shell(Output):
 
     # -- carrying out the core's effects ---------------------------------------
 
-    def carry_out(self, effects: list[Effect]) -> None:
+    def carry_out(self, effects: Sequence[Effect], *, late: bool = False) -> None:
+        """Do what the core asked, in order. ``late``: these are held watch events whose
+        time has come (:mod:`~xenstore.daemon.delayed`), never to be held again."""
         peers = self.peers
+        holding = self.delayed.active and not late
         for effect in effects:
             if type(effect) is Send:
+                if holding and effect.packet.op == Op.WATCH_EVENT:
+                    self.delayed.hold(effect)  # replies are never held: they overtake
+                    continue
                 peer = peers.get(effect.conn_id)
                 if peer is None or peer.closing:
                     continue
@@ -299,6 +311,14 @@ class Shell(Output):
                 self._retrace(effect.path)
             elif type(effect) is DiscardOutput:
                 self.discard_output(effect.conn_id)
+                self.delayed.discard(effect.conn_id)
+            elif type(effect) is DelayEvents:
+                self.delayed.set_delay(effect.seconds)
+                holding = self.delayed.active and not late
+
+    def _deliver_late(self, events: list[Send]) -> None:
+        self.carry_out(events, late=True)
+        self.flush_dirty()
 
     def _retrace(self, path: str | None) -> None:
         if self.tracer is not None:
