@@ -4,61 +4,21 @@ domain socket), over a real daemon: to Connected, closing from either side, erro
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import pytest
 import trio
 
 from tests.conftest import OurDaemon
+from tests.xenbus.helpers import DEADLINE, GUEST, S, introduce, lay_out, wait_states
 from xenstore.aclient import AsyncClient, open_client
-from xenstore.protocol.codec import join
-from xenstore.protocol.ops import Op
-from xenstore.xenbus import DeviceAddress, XenbusState
+from xenstore.xenbus import DeviceAddress
 from xenstore.xenbus.backend import BackendBus, BackendDriver, HotplugError
 from xenstore.xenbus.device import End, PeerGone, Value, XenbusError
 from xenstore.xenbus.frontend import Frontend, FrontendBus, FrontendDriver, frontend_address
-from xenstore.xenbus.observe import observe
 from xenstore.xenbus.rings import Ring
 
-S = XenbusState
-GUEST = 3
 DISK = DeviceAddress("vbd", GUEST, 51712, 0)
-DEADLINE = 20
-
-
-@pytest.fixture
-def daemon() -> Iterator[OurDaemon]:
-    started = OurDaemon("--domain-dir", None)
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-async def lay_out(dom0: AsyncClient, address: DeviceAddress) -> None:
-    """The nodes and permissions libxl writes for a device (both ends Initialising)."""
-    d, b = address.frontend_id, address.backend_id
-    async with dom0.transaction() as t:
-        await t.write(address.frontend / "backend", address.backend)
-        await t.write(address.frontend / "backend-id", str(b))
-        await t.write(address.frontend / "state", "1")
-        await t.set_perms(address.frontend, [f"n{d}", f"r{b}"])
-        for name in ("backend", "backend-id", "state"):
-            await t.set_perms(address.frontend / name, [f"n{d}", f"r{b}"])
-        await t.write(address.backend / "frontend", address.frontend)
-        await t.write(address.backend / "frontend-id", str(d))
-        await t.write(address.backend / "online", "1")
-        await t.write(address.backend / "state", "1")
-        await t.set_perms(address.backend, [f"n{b}", f"r{d}"])
-        for name in ("frontend", "frontend-id", "online", "state"):
-            await t.set_perms(address.backend / name, [f"n{b}", f"r{d}"])
-
-
-async def introduce(dom0: AsyncClient, domid: int) -> None:
-    home = f"/local/domain/{domid}"
-    await dom0.write(home, "")
-    await dom0.set_perms(home, [f"n{domid}", "r0"])
-    await dom0.request(Op.INTRODUCE, join(str(domid), "4096", "1"))
 
 
 class Disk(BackendDriver):
@@ -99,17 +59,6 @@ async def host(daemon: OurDaemon) -> AsyncIterator[tuple[AsyncClient, AsyncClien
         await lay_out(dom0, DISK)
         async with open_client(os.path.join(daemon.directory, str(GUEST))) as guest:
             yield dom0, guest
-
-
-async def wait_states(xs: AsyncClient, address: DeviceAddress, backend: S, frontend: S) -> None:
-    """Wait (watching, never polling) until the two ends are in these states."""
-    paths = [address.backend / "state", address.frontend / "state"]
-    with trio.fail_after(DEADLINE):
-        async with observe(xs, paths) as observer:
-            while True:
-                snap = await observer.next()
-                if (S.parse(snap[paths[0]]), S.parse(snap[paths[1]])) == (backend, frontend):
-                    return
 
 
 async def test_block_handshake_to_connected_and_closed_by_the_frontend(
