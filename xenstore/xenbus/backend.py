@@ -114,6 +114,7 @@ async def run_backend(xs: AsyncClient, address: DeviceAddress, factory: DriverFa
             await driver.serve()
 
     paths = [end.own / "state", end.own / "online", end.peer / "state"]
+    failed: XenbusError | None = None
     async with trio.open_nursery() as nursery, observe(xs, paths) as observer:
         while True:
             snap = await observer.next()
@@ -151,11 +152,15 @@ async def run_backend(xs: AsyncClient, address: DeviceAddress, factory: DriverFa
                     serving = await nursery.start(serve)
             except XenbusError as exc:
                 await disconnect()
-                await end.fatal(exc)
+                if not await end.fatal(exc):
+                    failed = exc  # nothing else can be done: say why, do not hang
+                    break
             except PeerGone:
                 break
         await disconnect()
         nursery.cancel_scope.cancel()
+    if failed is not None:  # raised outside the nursery: as itself, not in a group
+        raise failed
 
 
 async def _prepare(end: End, driver: BackendDriver) -> None:

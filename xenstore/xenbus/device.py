@@ -179,7 +179,13 @@ class End:
             if state is not None:
                 await t.write(own / "state", state.encoded())
 
-        await self.xs.retry(write_all)
+        try:
+            await self.xs.retry(write_all)
+        except errors.EACCES as exc:
+            raise XenbusError(
+                f"permission denied writing under {own}: this {self.side.value} (through "
+                f"its connection) may not write its own device directory; check the "
+                f"permissions the toolstack gave it", errno.EACCES) from exc
         if state is not None:
             log.debug("%r: %s", self, state.name)
 
@@ -188,8 +194,9 @@ class End:
         directory exists, in a transaction."""
         await self.publish({}, state)
 
-    async def fatal(self, error: XenbusError) -> None:
-        """Report ``error`` as Xen's drivers do, then go Closing."""
+    async def fatal(self, error: XenbusError) -> bool:
+        """Report ``error`` as Xen's drivers do, then go Closing. False if even that
+        failed (this end cannot write its own directory): nothing can go on then."""
         text = f"{error.errno_value} {error}"
         log.warning("%r: %s", self, text)
 
@@ -203,6 +210,8 @@ class End:
             await self.xs.retry(report)
         except errors.XenStoreError as exc:  # e.g. EACCES on the error path: still say so
             log.warning("%r: could not report the error: %s", self, exc)
+            return False
+        return True
 
     async def clear_error(self) -> None:
         """Forget an earlier fatal error (a fresh start of the handshake)."""

@@ -99,6 +99,7 @@ class Frontend:
         resetting = False
         serving: trio.CancelScope | None = None
         gone: PeerGone | None = None
+        failed: XenbusError | None = None
 
         async def disconnect() -> None:
             nonlocal attached, serving
@@ -174,14 +175,19 @@ class Frontend:
                         self.connected.set()
                 except XenbusError as exc:
                     await disconnect()
-                    await end.fatal(exc)
+                    if not await end.fatal(exc):
+                        failed = exc  # nothing else can be done: say why, do not hang
+                        break
                 first = False
             await disconnect()
             close_watch.cancel()
             nursery.cancel_scope.cancel()
         self.closed.set()
-        if gone is not None:  # raised here, not inside the nursery: as itself, not a group
+        # Raised here, not inside the nursery: as themselves, not in an exception group.
+        if gone is not None:
             raise gone
+        if failed is not None:
+            raise failed
 
     async def _details(self) -> dict[str, bytes]:
         return await self.end.read_peer_many(self.driver.connect_details)
