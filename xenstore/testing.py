@@ -23,6 +23,19 @@ easily exceeds), removed when the daemon stops. Readiness is awaited, never
 guessed with a sleep: a subprocess daemon prints its pid once its socket
 listens (``-P``), an in-process one reports from ``nursery.start()``.
 
+Faults for the code under test to survive: a test daemon runs with
+``--faults`` (unless started with ``faults=False``), and ``daemon.faults``
+arms them, each through one CONTROL ``fault`` request (so alike for a
+subprocess and an in-process daemon; see :mod:`xenstore.daemon.faults` for
+where each bites)::
+
+    def test_my_driver_retries(xenstored, xs):
+        xenstored.faults.eagain(3)            # the next 3 commits fail with EAGAIN
+        xenstored.faults.write_errno("/local/domain/0/backend", "EACCES")
+        xenstored.faults.event_delay(0.25)    # watch events come 0.25 s late, in order
+        ...
+        xenstored.faults.clear()
+
 Neither trio nor pytest is needed to import this module: trio is imported
 only for an in-process daemon, and the fixtures are defined only where pytest
 is installed.
@@ -43,6 +56,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from xenstore import errors
 from xenstore.client import Client
 
 if TYPE_CHECKING:
@@ -52,7 +66,9 @@ if TYPE_CHECKING:
 
     from xenstore.daemon.shell import Shell
 
-__all__ = ["CLIENT_TIMEOUT", "START_TIMEOUT", "TestDaemon", "start", "xenstored"]
+__all__ = [
+    "CLIENT_TIMEOUT", "START_TIMEOUT", "FaultInjector", "TestDaemon", "start", "xenstored"
+]
 
 #: How long a daemon may take to start listening before start() gives up.
 START_TIMEOUT = 30.0
@@ -69,6 +85,51 @@ def _short_directory() -> str:
     return tempfile.mkdtemp(prefix="xs", dir=base)
 
 
+class FaultInjector:
+    """Arms faults in a test daemon (CONTROL ``fault``): ``daemon.faults``.
+
+    Each call sends one CONTROL request on a fresh dom0 connection. A daemon
+    started with ``faults=False`` (no ``--faults``) refuses: RuntimeError.
+    """
+
+    __slots__ = ("_socket_path",)
+
+    def __init__(self, socket_path: str) -> None:
+        self._socket_path = socket_path
+
+    def eagain(self, commits: int, domid: int | None = None) -> None:
+        """Refuse the next ``commits`` transaction commits with EAGAIN, as a conflict
+        would (of domain ``domid``'s connections only, if given; 0 disarms)."""
+        self._fault("eagain", str(commits), *(() if domid is None else (str(domid),)))
+
+    def write_errno(self, path: str, errno: str | type[errors.XenStoreError] | None) -> None:
+        """Fail WRITE, MKDIR, RM and SET_PERMS at or below ``path`` with ``errno``
+        (``"EACCES"`` or ``errors.EACCES``); None disarms it."""
+        name = "off" if errno is None else errno if isinstance(errno, str) else errno.name
+        self._fault("write-errno", path, name)
+
+    def event_delay(self, seconds: float) -> None:
+        """Deliver watch events ``seconds`` late from now on (replies are not held)."""
+        self._fault("event-delay", repr(float(seconds)))
+
+    def clear(self) -> None:
+        """Disarm every fault."""
+        self._fault("clear")
+
+    def armed(self) -> list[str]:
+        """What is armed, one ``fault`` command line each (``["eagain 2"]``)."""
+        return self._fault().rstrip(b"\0").decode().splitlines()
+
+    def _fault(self, *args: str) -> bytes:
+        with Client(self._socket_path, timeout=CLIENT_TIMEOUT) as xs:
+            try:
+                return xs.control("fault", *args)
+            except errors.EACCES:
+                raise RuntimeError(
+                    "this daemon refuses faults: start it with faults=True (pyxenstored --faults)"
+                ) from None
+
+
 class TestDaemon:
     """A running daemon: where it listens, how to talk to it, how to stop it."""
 
@@ -82,6 +143,8 @@ class TestDaemon:
         self.socket_path = os.path.join(directory, "socket")
         #: The daemon's process id (None for an in-process daemon).
         self.pid: int | None = None
+        #: Arms failures for the code under test (needs a daemon started with faults).
+        self.faults = FaultInjector(self.socket_path)
 
     def client(self, timeout: float | None = None) -> Client:
         """A new blocking client connected to the daemon (close it, or use ``with``)."""
@@ -239,13 +302,18 @@ def _make_shell(socket_path: str, args: Sequence[str]) -> Shell:
     return assemble.build_shell(parsed)
 
 
-def start(*, in_process: bool = False, args: Sequence[str] = ()) -> TestDaemon:
+def start(
+    *, in_process: bool = False, args: Sequence[str] = (), faults: bool = True
+) -> TestDaemon:
     """Start a daemon on a fresh socket and return once it accepts connections.
 
     ``args`` are more of ``pyxenstored``'s flags (``-M 100``, ``-T FILE``...),
-    but not ``--socket``. The caller must :meth:`~TestDaemon.stop` it;
-    :func:`xenstored` does that for you.
+    but not ``--socket``. ``faults``: run it with ``--faults``, so that
+    :attr:`TestDaemon.faults` can arm failures. The caller must
+    :meth:`~TestDaemon.stop` it; :func:`xenstored` does that for you.
     """
+    if faults:
+        args = ["--faults", *args]
     directory = _short_directory()
     try:
         if in_process:
@@ -257,14 +325,17 @@ def start(*, in_process: bool = False, args: Sequence[str] = ()) -> TestDaemon:
 
 
 @contextmanager
-def xenstored(*, in_process: bool = False, args: Sequence[str] = ()) -> Iterator[TestDaemon]:
+def xenstored(
+    *, in_process: bool = False, args: Sequence[str] = (), faults: bool = True
+) -> Iterator[TestDaemon]:
     """A daemon for the duration of the ``with`` block, stopped and cleaned up after.
 
     By default it runs as a subprocess (``python -m xenstore.daemon``), so the
     test and the daemon share nothing; ``in_process=True`` runs it in a thread
     of this process instead (faster to start, and its state is inspectable).
+    ``faults=False`` starts it without ``--faults``, as a production daemon.
     """
-    daemon = start(in_process=in_process, args=args)
+    daemon = start(in_process=in_process, args=args, faults=faults)
     try:
         yield daemon
     finally:
@@ -283,7 +354,8 @@ else:
         """Declare the ``xenstored`` marker."""
         config.addinivalue_line(
             "markers",
-            "xenstored(in_process=False, args=()): how the xenstored fixture starts its daemon",
+            "xenstored(in_process=False, args=(), faults=True): how the xenstored fixture "
+            "starts its daemon",
         )
 
     @pytest.fixture(name="xenstored")
