@@ -36,9 +36,21 @@ where each bites)::
         ...
         xenstored.faults.clear()
 
+Guests, for testing split drivers: a daemon started with ``guests=True``
+(``@pytest.mark.xenstored(guests=True)``) listens for each introduced domain
+on a socket of its own, and :func:`guest_domain` plays Xen's toolstack: it
+creates a domain with its devices as libxl lays them out, and destroys it
+after (:mod:`xenstore.xenbus.toolstack`)::
+
+    @pytest.mark.xenstored(guests=True)
+    async def test_my_frontend(xenstored):
+        async with guest_domain(xenstored, 5, disks=[DiskSpec("xvda", "/img")]) as guest:
+            async with open_client(guest.socket_path) as xs:     # acts as domain 5
+                await xs.read(guest.disks[0].frontend / "backend")
+
 Neither trio nor pytest is needed to import this module: trio is imported
-only for an in-process daemon, and the fixtures are defined only where pytest
-is installed.
+only for an in-process daemon or a guest, and the fixtures are defined only
+where pytest is installed.
 """
 
 from __future__ import annotations
@@ -52,8 +64,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xenstore import errors
@@ -65,9 +78,13 @@ if TYPE_CHECKING:
     import trio
 
     from xenstore.daemon.shell import Shell
+    from xenstore.xenbus.paths import DeviceAddress
+    from xenstore.xenbus.specs import ConsoleSpec, DiskSpec, DomainSpec, NicSpec
+    from xenstore.xenbus.toolstack import Toolstack
 
 __all__ = [
-    "CLIENT_TIMEOUT", "START_TIMEOUT", "FaultInjector", "TestDaemon", "start", "xenstored"
+    "CLIENT_TIMEOUT", "START_TIMEOUT", "FaultInjector", "Guest", "TestDaemon", "guest_domain",
+    "start", "xenstored",
 ]
 
 #: How long a daemon may take to start listening before start() gives up.
@@ -145,6 +162,15 @@ class TestDaemon:
         self.pid: int | None = None
         #: Arms failures for the code under test (needs a daemon started with faults).
         self.faults = FaultInjector(self.socket_path)
+        #: Where guests' sockets appear (``--domain-dir``), for a daemon started
+        #: with ``guests=True``; else None.
+        self.domain_dir: str | None = None
+
+    def guest_socket(self, domid: int) -> str:
+        """The socket that acts as domain ``domid`` once it is introduced."""
+        if self.domain_dir is None:
+            raise ValueError("this daemon has no guest sockets: start it with guests=True")
+        return os.path.join(self.domain_dir, str(domid))
 
     def client(self, timeout: float | None = None) -> Client:
         """A new blocking client connected to the daemon (close it, or use ``with``)."""
@@ -303,43 +329,121 @@ def _make_shell(socket_path: str, args: Sequence[str]) -> Shell:
 
 
 def start(
-    *, in_process: bool = False, args: Sequence[str] = (), faults: bool = True
+    *, in_process: bool = False, args: Sequence[str] = (), faults: bool = True,
+    guests: bool = False,
 ) -> TestDaemon:
     """Start a daemon on a fresh socket and return once it accepts connections.
 
     ``args`` are more of ``pyxenstored``'s flags (``-M 100``, ``-T FILE``...),
     but not ``--socket``. ``faults``: run it with ``--faults``, so that
-    :attr:`TestDaemon.faults` can arm failures. The caller must
-    :meth:`~TestDaemon.stop` it; :func:`xenstored` does that for you.
+    :attr:`TestDaemon.faults` can arm failures. ``guests``: run it with
+    ``--domain-dir`` (its own directory), so that an introduced domain's
+    socket appears there (:meth:`TestDaemon.guest_socket`, :func:`guest_domain`).
+    The caller must :meth:`~TestDaemon.stop` it; :func:`xenstored` does that for you.
     """
     if faults:
         args = ["--faults", *args]
     directory = _short_directory()
+    if guests:
+        args = [*args, "--domain-dir", directory]
     try:
-        if in_process:
-            return _ThreadDaemon(directory, args)
-        return _ProcessDaemon(directory, args)
+        daemon: TestDaemon = (_ThreadDaemon if in_process else _ProcessDaemon)(directory, args)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+    daemon.domain_dir = directory if guests else None
+    return daemon
 
 
 @contextmanager
 def xenstored(
-    *, in_process: bool = False, args: Sequence[str] = (), faults: bool = True
+    *, in_process: bool = False, args: Sequence[str] = (), faults: bool = True,
+    guests: bool = False,
 ) -> Iterator[TestDaemon]:
     """A daemon for the duration of the ``with`` block, stopped and cleaned up after.
 
     By default it runs as a subprocess (``python -m xenstore.daemon``), so the
     test and the daemon share nothing; ``in_process=True`` runs it in a thread
     of this process instead (faster to start, and its state is inspectable).
-    ``faults=False`` starts it without ``--faults``, as a production daemon.
+    ``faults=False`` starts it without ``--faults``, as a production daemon;
+    ``guests=True`` with guest sockets (see :func:`start`).
     """
-    daemon = start(in_process=in_process, args=args, faults=faults)
+    daemon = start(in_process=in_process, args=args, faults=faults, guests=guests)
     try:
         yield daemon
     finally:
         daemon.stop()
+
+
+# -- guests ---------------------------------------------------------------------------
+
+
+@dataclass
+class Guest:
+    """A domain made by :func:`guest_domain`: where to connect as it, and its devices."""
+
+    domid: int
+    #: Its home, ``/local/domain/<domid>``.
+    home: str
+    #: Connect here to act as the guest (unprivileged, relative paths, ACLs).
+    socket_path: str
+    disks: list[DeviceAddress]
+    nics: list[DeviceAddress]
+    consoles: list[DeviceAddress]
+    #: The toolstack that made it, over dom0's connection: to add or remove
+    #: devices during the test (``await guest.toolstack.remove_device(...)``).
+    toolstack: Toolstack
+
+    @property
+    def devices(self) -> list[DeviceAddress]:
+        return [*self.disks, *self.nics, *self.consoles]
+
+
+@asynccontextmanager
+async def guest_domain(
+    daemon: TestDaemon,
+    domain: DomainSpec | int,
+    *,
+    disks: Sequence[DiskSpec] = (),
+    nics: Sequence[NicSpec] = (),
+    consoles: Sequence[ConsoleSpec] = (),
+    wait: float = 1.0,
+) -> AsyncIterator[Guest]:
+    """Play the toolstack (trio): a domain with these devices for the ``async with`` block.
+
+    ``daemon`` must have been started with ``guests=True``; ``domain`` is a
+    :class:`~xenstore.xenbus.specs.DomainSpec` or a domid (named ``guest<D>``).
+    The domain is created and introduced (its socket is there on entry), then
+    the devices added, each end in state Initialising. On exit the domain is
+    destroyed as ``xl destroy`` does: each backend is asked to close its
+    device and given ``wait`` seconds, after which the device goes anyway;
+    then nothing of the domain is left, nor its socket.
+    """
+    import trio
+
+    from xenstore.aclient import open_client
+    from xenstore.xenbus.specs import DomainSpec
+    from xenstore.xenbus.toolstack import Toolstack
+
+    spec = domain if isinstance(domain, DomainSpec) else DomainSpec(domain, f"guest{domain}")
+    socket_path = daemon.guest_socket(spec.domid)
+    async with open_client(daemon.socket_path) as xs:
+        toolstack = Toolstack(xs)
+        await toolstack.init_dom0()
+        home = await toolstack.create_domain(spec)
+        try:
+            guest = Guest(spec.domid, home, socket_path, [], [], [], toolstack)
+            for disk in disks:
+                guest.disks.append(await toolstack.add_disk(spec.domid, disk))
+            for nic in nics:
+                guest.nics.append(await toolstack.add_nic(spec.domid, nic))
+            for console in consoles:
+                guest.consoles.append(await toolstack.add_console(spec.domid, console))
+            yield guest
+        finally:
+            # Shielded, so that a cancelled test still leaves nothing behind.
+            with trio.CancelScope(shield=True):
+                await toolstack.destroy_domain(spec.domid, wait)
 
 
 # -- the pytest plugin ---------------------------------------------------------------
@@ -354,8 +458,8 @@ else:
         """Declare the ``xenstored`` marker."""
         config.addinivalue_line(
             "markers",
-            "xenstored(in_process=False, args=(), faults=True): how the xenstored fixture "
-            "starts its daemon",
+            "xenstored(in_process=False, args=(), faults=True, guests=False): how the "
+            "xenstored fixture starts its daemon",
         )
 
     @pytest.fixture(name="xenstored")
