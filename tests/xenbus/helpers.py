@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
+import pytest
 import trio
 
 from xenstore.aclient import AsyncClient
@@ -13,6 +17,7 @@ from xenstore.xenbus.observe import observe
 S = XenbusState
 GUEST = 3
 DEADLINE = 20
+C_WATCH = "/usr/bin/xenstore-watch"
 
 
 async def lay_out(dom0: AsyncClient, address: DeviceAddress) -> None:
@@ -50,3 +55,13 @@ async def wait_states(xs: AsyncClient, address: DeviceAddress, backend: S, front
                 snap = await observer.next()
                 if (S.parse(snap[paths[0]]), S.parse(snap[paths[1]])) == (backend, frontend):
                     return
+
+
+def c_watch(socket_path: str, path: str) -> subprocess.Popen[bytes] | None:
+    """Debian's C ``xenstore-watch`` on ``path`` (None, or a failure when required, if absent)."""
+    if not os.path.exists(C_WATCH):
+        if os.environ.get("XS_REQUIRE_REFERENCE") == "1":
+            pytest.fail(f"{C_WATCH} is required (Debian's xenstore-utils)")
+        return None
+    return subprocess.Popen([C_WATCH, path], env={**os.environ, "XENSTORED_PATH": socket_path},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from tests.conftest import OurDaemon, short_tempdir
-from tests.xenbus.helpers import DEADLINE, GUEST, introduce, lay_out, wait_states
+from tests.xenbus.helpers import DEADLINE, GUEST, c_watch, introduce, lay_out, wait_states
 from xenstore.aclient import AsyncClient, open_client
 from xenstore.xenbus import DeviceAddress, XenbusState
 from xenstore.xenbus.backend import BackendBus
@@ -43,7 +43,7 @@ async def host(daemon: OurDaemon) -> AsyncIterator[tuple[AsyncClient, AsyncClien
 
 
 async def test_console_output_is_a_stream(
-    host: tuple[AsyncClient, AsyncClient], hypervisor: Hypervisor,
+    daemon: OurDaemon, host: tuple[AsyncClient, AsyncClient], hypervisor: Hypervisor,
 ) -> None:
     dom0, guest = host
     backends: list[ConsoleBackend] = []
@@ -53,6 +53,7 @@ async def test_console_output_is_a_stream(
         return backends[-1]
 
     text = b"".join(b"line %d of the boot log\r\n" % i for i in range(400))  # > the ring
+    watcher = c_watch(daemon.socket_path, CONSOLE.backend / "state")
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:
             await nursery.start(BackendBus(dom0, 0, "console", backend).run)
@@ -75,6 +76,11 @@ async def test_console_output_is_a_stream(
             await frontend.closed.wait()
             await wait_states(dom0, CONSOLE, S.Closed, S.Closed)
             nursery.cancel_scope.cancel()
+    if watcher is not None:  # Debian's C xenstore-watch saw every state it went through
+        watcher.terminate()
+        watched = watcher.communicate(timeout=10)[0].decode().split()
+        assert watched[0] == CONSOLE.backend / "state"
+        assert len(watched) >= 5  # the first event, InitWait, Connected, Closing, Closed
 
 
 async def test_a_console_with_another_protocol_is_refused(

@@ -15,17 +15,15 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import pytest
 import trio
 
 from tests.conftest import OurDaemon
-from tests.xenbus.helpers import DEADLINE, GUEST, S, introduce, lay_out, wait_states
+from tests.xenbus.helpers import DEADLINE, GUEST, S, c_watch, introduce, lay_out, wait_states
 from xenstore.aclient import open_client
 from xenstore.xenbus import DeviceAddress, Frontend, FrontendDriver, vdev_to_devid
 from xenstore.xenbus.device import Value
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-C_WATCH = "/usr/bin/xenstore-watch"
 
 
 def readme_backend() -> str:
@@ -48,15 +46,6 @@ class DiskFront(FrontendDriver):
 
     async def connected(self, details: Mapping[str, bytes]) -> None:
         self.sectors = int(details["sectors"])
-
-
-def c_watch(socket_path: str, path: str) -> subprocess.Popen[bytes] | None:
-    if not os.path.exists(C_WATCH):
-        if os.environ.get("XS_REQUIRE_REFERENCE") == "1":
-            pytest.fail(f"{C_WATCH} is required (Debian's xenstore-utils)")
-        return None
-    return subprocess.Popen([C_WATCH, path], env={**os.environ, "XENSTORED_PATH": socket_path},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def run_script(script: Path, socket_path: str) -> subprocess.Popen[bytes]:
