@@ -27,6 +27,10 @@ def test_device_addresses_are_libxls() -> None:
     assert disk.frontend_error == "/local/domain/3/error/device/vbd/51712"
     assert DeviceAddress.of_backend(disk.backend) == disk
     assert DeviceAddress.of_frontend(disk.frontend, 0) == disk
+    console = DeviceAddress("console", 3, 0, 0)
+    assert console.frontend == "/local/domain/3/console"  # the primary console, as libxl
+    assert DeviceAddress.of_frontend(console.frontend, 0) == console
+    assert DeviceAddress("console", 3, 1, 0).frontend == "/local/domain/3/device/console/1"
     nic = DeviceAddress("vif", 7, 0, 2)
     assert nic.backend == "/local/domain/2/backend/vif/7/0"
     with pytest.raises(ValueError):

@@ -118,12 +118,8 @@ def libxl_device_path(address: DeviceAddress) -> XsPath:
 
 
 def frontend_path(address: DeviceAddress) -> XsPath:
-    """A device's frontend directory: ``address.frontend``, except for console 0.
-
-    The primary console's frontend is ``~/console`` (libxl__device_frontend_path).
-    """
-    if address.type == "console" and address.devid == 0:
-        return domain_home(address.frontend_id) / "console"
+    """A device's frontend directory (the primary console's is ``~/console``, as
+    libxl__device_frontend_path places it: :attr:`DeviceAddress.frontend` knows)."""
     return address.frontend
 
 
@@ -200,7 +196,7 @@ def device_layout(address: DeviceAddress, back: Pairs, front: Pairs,
     d, b = address.frontend_id, address.backend_id
     fe, be, lx = frontend_path(address), address.backend, libxl_device_path(address)
     fe_perms, ro_fe, be_perms, private = owned(d, b), owned(b, d), owned(b, d), owned(0)
-    primary_console = fe != address.frontend
+    primary_console = address.type == "console" and address.devid == 0
     out = [Entry(lx / "frontend", fe, private, False), Entry(lx / "backend", be, private, False)]
     # The primary console's directory also holds what the guest must not change.
     fe_dir = ro_fe if primary_console else fe_perms

@@ -67,6 +67,7 @@ def frontend_dir(frontend_id: int, type_: str) -> XsPath:
 
 
 _BACKEND = re.compile(r"/local/domain/(\d+)/backend/([A-Za-z0-9_\-]+)/(\d+)/(\d+)\Z")
+_PRIMARY_CONSOLE = re.compile(r"/local/domain/(\d+)/console\Z")
 _FRONTEND = re.compile(r"/local/domain/(\d+)/device/([A-Za-z0-9_\-]+)/(\d+)\Z")
 
 
@@ -81,7 +82,10 @@ class DeviceAddress:
 
     @property
     def frontend(self) -> XsPath:
-        """The frontend's directory, in the guest's home."""
+        """The frontend's directory, in the guest's home. The primary console (console
+        0) is the exception: ``/local/domain/<D>/console``, as libxl places it."""
+        if self.type == "console" and self.devid == 0:
+            return domain_home(self.frontend_id) / "console"
         return frontend_dir(self.frontend_id, self.type) / self.devid
 
     @property
@@ -112,6 +116,9 @@ class DeviceAddress:
     @classmethod
     def of_frontend(cls, path: str, backend_id: int) -> DeviceAddress:
         """The device whose frontend directory is ``path``, served by ``backend_id``."""
+        console = _PRIMARY_CONSOLE.match(path)
+        if console is not None:
+            return cls("console", int(console[1]), 0, backend_id)
         match = _FRONTEND.match(path)
         if match is None:
             raise ValueError(f"not a frontend device path: {path}")
