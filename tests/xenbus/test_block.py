@@ -208,9 +208,6 @@ async def test_a_missing_file_fails_hotplug(host: Host, tmp_path: Path) -> None:
     assert watch.first(DISK.backend / "hotplug-error") < watch.first(state)
 
 
-@pytest.mark.xfail(strict=True, reason="the library cannot remove a frontend's stale ring "
-                   "nodes: End.publish only writes, and rings.block_ring prefers "
-                   "ring-page-order over ring-ref")
 async def test_a_frontend_reset_to_a_smaller_ring_is_mapped_anew(host: Host) -> None:
     dom0, guest = host.dom0, host.guest
     await add_disk(host, DiskSpec("xvda", "(memory)"))

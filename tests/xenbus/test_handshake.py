@@ -16,6 +16,7 @@ from xenstore.xenbus import DeviceAddress
 from xenstore.xenbus.backend import BackendBus, BackendDriver, HotplugError
 from xenstore.xenbus.device import End, PeerGone, Value, XenbusError
 from xenstore.xenbus.frontend import Frontend, FrontendBus, FrontendDriver, frontend_address
+from xenstore.xenbus.observe import observe
 from xenstore.xenbus.rings import Ring
 
 DISK = DeviceAddress("vbd", GUEST, 51712, 0)
@@ -24,6 +25,10 @@ DISK = DeviceAddress("vbd", GUEST, 51712, 0)
 class Disk(BackendDriver):
     fail_hotplug = False
     fail_connect = False
+    removed = 0
+
+    async def remove(self) -> None:
+        type(self).removed += 1  # counted per subclass: each test makes its own
 
     async def hotplug(self) -> Mapping[str, Value]:
         if self.fail_hotplug:
@@ -101,7 +106,10 @@ async def test_the_toolstack_unplugs_a_connected_device(
     dom0, guest = host
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:
-            bus = BackendBus(dom0, 0, "vbd", Disk)
+            class Counted(Disk):
+                removed = 0
+
+            bus = BackendBus(dom0, 0, "vbd", Counted)
             await nursery.start(bus.run)
             frontend = Frontend(guest, DISK, DiskFront)
             nursery.start_soon(frontend.run)
@@ -113,8 +121,10 @@ async def test_the_toolstack_unplugs_a_connected_device(
             await frontend.closed.wait()
             await wait_states(dom0, DISK, S.Closed, S.Closed)
             assert DISK in bus.devices  # closed for good: not started again...
+            assert Counted.removed == 1 and DISK not in bus.drivers  # ...its hotplug undone
             await dom0.rm(DISK.backend)
             await dom0.rm(DISK.frontend)
+            assert Counted.removed == 1
             nursery.cancel_scope.cancel()
 
 
@@ -139,6 +149,51 @@ async def test_hotplug_failure_is_reported_as_xen_does(
             assert await dom0.read(DISK.backend_error / "error") == (
                 b"5 no such file: /srv/missing.img")
             await wait_states(dom0, DISK, S.Closed, S.Closed)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_device_removed_while_connected_is_removed_once(
+    host: tuple[AsyncClient, AsyncClient],
+) -> None:
+    dom0, guest = host
+
+    class Counted(Disk):
+        removed = 0
+
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            bus = BackendBus(dom0, 0, "vbd", Counted)
+            await nursery.start(bus.run)
+            frontend = Frontend(guest, DISK, DiskFront)
+
+            async def front() -> None:
+                with pytest.raises(PeerGone):  # as the frontend of a vanished backend must
+                    await frontend.run()
+
+            nursery.start_soon(front)
+            await frontend.connected.wait()
+            assert isinstance(bus.drivers[DISK], Counted)
+            await dom0.rm(DISK.backend)  # pulled out from under it
+            async with observe(dom0, [DISK.backend]) as observer:
+                while Counted.removed == 0:
+                    await observer.next()
+            assert Counted.removed == 1 and DISK not in bus.drivers
+            nursery.cancel_scope.cancel()
+    assert Counted.removed == 1  # stopping the bus removes nothing more
+
+
+async def test_a_busy_disk_is_reported_busy(host: tuple[AsyncClient, AsyncClient]) -> None:
+    dom0 = host[0]
+
+    class Busy(Disk):
+        async def hotplug(self) -> Mapping[str, Value]:
+            raise HotplugError("/srv/disk.img is in use by domain 7", status="busy")
+
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(BackendBus(dom0, 0, "vbd", Busy).run)
+            await wait_states(dom0, DISK, S.Closing, S.Initialising)
+            assert await dom0.read(DISK.backend / "hotplug-status") == b"busy"
             nursery.cancel_scope.cancel()
 
 

@@ -45,7 +45,12 @@ log = logging.getLogger("xenstore.xenbus")
 
 
 class HotplugError(XenbusError):
-    """Hotplug failed: written as ``hotplug-error``, with ``hotplug-status`` = ``error``."""
+    """Hotplug failed: written as ``hotplug-error``, with ``hotplug-status`` = ``status``
+    (``error``, or ``busy`` as the block script says of a disk in use elsewhere)."""
+
+    def __init__(self, message: str, errno_value: int = 5, status: str = "error") -> None:
+        super().__init__(message, errno_value)
+        self.status = status
 
 
 class BackendDriver:
@@ -83,6 +88,13 @@ class BackendDriver:
     async def disconnect(self) -> None:
         """Let go of the ring (the device is closing)."""
 
+    async def remove(self) -> None:
+        """The device is gone for good (``online`` 0 and Closed, or its directory
+        removed): undo what :meth:`hotplug` set up, as the scripts' ``remove`` step."""
+
+
+#: How long :meth:`BackendDriver.remove` may take when the device's task is cancelled.
+REMOVE_TIMEOUT = 5.0
 
 DriverFactory = Callable[[End], BackendDriver]
 
@@ -91,11 +103,28 @@ def _online(snap: Snapshot, end: End) -> bool:
     return snap[end.own / "online"] != b"0"
 
 
-async def run_backend(xs: AsyncClient, address: DeviceAddress, factory: DriverFactory) -> None:
+async def run_backend(xs: AsyncClient, address: DeviceAddress, factory: DriverFactory,
+                      *, driver: BackendDriver | None = None) -> None:
     """Play the backend's side of ``address`` until it is closed for good (``online`` 0)
-    or its directory goes."""
-    end = End(xs, address, Side.BACKEND)
-    driver = factory(end)
+    or its directory goes; then :meth:`BackendDriver.remove` runs. Cancelled (the
+    backend stops), it leaves the device as it is, for a later backend to re-attach."""
+    if driver is None:
+        driver = factory(End(xs, address, Side.BACKEND))
+    await _handshake(xs, driver)
+    await _remove(driver)
+
+
+async def _remove(driver: BackendDriver) -> None:
+    with trio.move_on_after(REMOVE_TIMEOUT) as scope:
+        scope.shield = True  # runs to its end even while the bus is being cancelled
+        try:
+            await driver.remove()
+        except Exception:
+            log.exception("%r: removing failed", driver.end)
+
+
+async def _handshake(xs: AsyncClient, driver: BackendDriver) -> None:
+    end = driver.end
     connected = False
     serving: trio.CancelScope | None = None
 
@@ -169,7 +198,7 @@ async def _prepare(end: End, driver: BackendDriver) -> None:
     try:
         nodes = dict(await driver.hotplug())
     except HotplugError as exc:
-        await end.publish({"hotplug-error": str(exc), "hotplug-status": "error"})
+        await end.publish({"hotplug-error": str(exc), "hotplug-status": exc.status})
         raise
     nodes["hotplug-status"] = "connected"
     await end.publish(nodes)
@@ -192,6 +221,8 @@ class BackendBus:
         self.root = backend_dir(backend_id, type_)
         #: The devices being served, and the scope of each one's task.
         self.devices: dict[DeviceAddress, trio.CancelScope] = {}
+        #: Each device's driver (for its data path), while its directory exists.
+        self.drivers: dict[DeviceAddress, BackendDriver] = {}
 
     async def _listing(self) -> set[DeviceAddress]:
         found: set[DeviceAddress] = set()
@@ -226,6 +257,9 @@ class BackendBus:
                     nursery.start_soon(self._device, address, scope)
                 for address in self.devices.keys() - present:
                     self.devices.pop(address).cancel()
+                    driver = self.drivers.pop(address, None)
+                    if driver is not None:  # its directory went: the device is gone
+                        nursery.start_soon(_remove, driver)
                 if not started:
                     started = True
                     task_status.started()
@@ -235,7 +269,11 @@ class BackendBus:
         # failed): the device is not started again until its directory goes.
         with scope:
             try:
-                await run_backend(self.xs, address, self.driver)
+                driver = self.driver(End(self.xs, address, Side.BACKEND))
+                self.drivers[address] = driver
+                await run_backend(self.xs, address, self.driver, driver=driver)
+                if self.drivers.get(address) is driver:
+                    del self.drivers[address]  # removed already: done with it
             except (errors.XenStoreError, XenbusError) as exc:
                 log.warning("backend of %s failed: %s", address, exc)
             except Exception:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import fnmatch
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
@@ -166,14 +167,25 @@ class End:
     # -- writing -----------------------------------------------------------------
 
     async def publish(self, values: Mapping[str, Value],
-                      state: XenbusState | None = None) -> None:
+                      state: XenbusState | None = None, *, replace: Iterable[str] = ()) -> None:
         """Write ``values`` under this end's directory, and then ``state``, in one
-        transaction (retried on EAGAIN): the peer sees all of it or none of it."""
+        transaction (retried on EAGAIN): the peer sees all of it or none of it.
+
+        ``replace``: shell patterns (``ring-ref*``, ``queue-*``) of this end's nodes
+        that ``values`` supersedes: those not written again are removed in the same
+        transaction, so an earlier round's ring details never outlive it.
+        """
         own = self.own
+        patterns = list(replace)
 
         async def write_all(t: AsyncTransaction) -> None:
             if not await t.exists(own):
                 raise PeerGone(f"{own} was removed: not publishing into it")
+            if patterns:
+                for name in await t.directory(own):
+                    if name not in values and any(fnmatch.fnmatchcase(name, p)
+                                                  for p in patterns):
+                        await t.rm(own / name)
             for name, value in values.items():
                 await t.write(_under(own, name), encode(value))
             if state is not None:

@@ -35,6 +35,7 @@ from xenstore.aclient import AsyncClient
 from xenstore.xenbus.device import End, PeerGone, Side, Value, XenbusError
 from xenstore.xenbus.observe import observe
 from xenstore.xenbus.paths import DeviceAddress, XsPath, frontend_dir
+from xenstore.xenbus.rings import RING_NODES
 from xenstore.xenbus.state import XenbusState as S
 
 log = logging.getLogger("xenstore.xenbus")
@@ -50,6 +51,9 @@ class FrontendDriver:
     #: The state published with the ring details: Initialised, as Linux's blkfront;
     #: netfront goes straight to Connected.
     published_state: S = S.Initialised
+    #: The frontend's nodes its ring details replace (patterns); None: by device
+    #: type (rings.RING_NODES). Those not published again are removed.
+    ring_nodes: tuple[str, ...] | None = None
 
     def __init__(self, end: End) -> None:
         self.end = end
@@ -164,7 +168,10 @@ class Frontend:
                             S.InitWait, S.Connected):
                         features = await end.read_peer_many(driver.backend_features)
                         details = await driver.ring_details(features)
-                        await end.publish(details, driver.published_state)
+                        replace = driver.ring_nodes
+                        if replace is None:
+                            replace = RING_NODES.get(end.address.type, ())
+                        await end.publish(details, driver.published_state, replace=replace)
                         published = True
                     elif published and peer == S.Connected and not attached:
                         await driver.connected(await self._details())

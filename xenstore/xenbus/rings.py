@@ -136,6 +136,15 @@ async def console_ring(t: AsyncTransaction, path: XsPath) -> Ring:
     return Ring((Queue((ref,), (port,)),), None, details)
 
 
+#: The frontend nodes each type's ring details consist of (shell patterns): what a
+#: frontend's new details replace, so a reset never leaves an old ring behind.
+RING_NODES: dict[str, tuple[str, ...]] = {
+    "vbd": ("ring-ref*", "ring-page-order", "event-channel"),
+    "vif": ("tx-ring-ref", "rx-ring-ref", "event-channel*", "multi-queue-num-queues",
+            "queue-*"),
+    "console": ("ring-ref", "port"),
+}
+
 #: The ring reader of each device type.
 READERS: dict[str, Reader] = {"vbd": block_ring, "vif": net_ring, "console": console_ring}
 
