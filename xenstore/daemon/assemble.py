@@ -54,6 +54,8 @@ def build_shell(args: argparse.Namespace) -> Shell:
             domain_socket_owner=args.domain_socket_owner,
             write_rate=args.write_rate[0],
             write_burst=args.write_rate[1],
+            monitor_path=args.monitor,
+            monitor_all=bool(args.monitor_all),
         ),
         tracer,
     )

@@ -104,6 +104,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--timeout", action="append", help="(not implemented yet)")
     p.add_argument("-K", "--keep-orphans", action="store_true",
                    help="at RELEASE, give a domain's nodes to dom0 instead of removing them")
+    p.add_argument("--monitor", metavar="PATH",
+                   help="a Unix socket (mode 0600) where each client gets a JSON line for every "
+                   "request that changed the store or the watches: who, what, the reply and "
+                   "the watch events it caused")
+    p.add_argument("--monitor-all", action="store_true",
+                   help="with --monitor: a line for every request, reads too")
     p.add_argument("--faults", action="store_true",
                    help="for tests only: accept CONTROL fault, which makes commits, writes and "
                    "watch events fail or come late on purpose (without it: EACCES)")

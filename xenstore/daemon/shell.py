@@ -40,6 +40,7 @@ from xenstore.daemon.listeners import (
     identity,
     unlink_if_ours,
 )
+from xenstore.daemon.monitor import Monitor
 from xenstore.daemon.output import BACKLOG_MAX, BACKLOG_TOTAL, FLUSH_AT, STALL_AT, Output, Peer
 from xenstore.daemon.pacing import GuestPacing
 from xenstore.daemon.supervision import supervised
@@ -72,6 +73,9 @@ class ShellOptions:
     #: A guest domain's writes per second, and how many may come at once.
     write_rate: float = 200.0
     write_burst: int = 10
+    #: The monitor feed's socket (``--monitor``), and whether it shows every request.
+    monitor_path: str | None = None
+    monitor_all: bool = False
 
 
 def count_tasks() -> int:
@@ -107,6 +111,8 @@ class Shell(Output):
         self.pacing = GuestPacing(options.write_rate, options.write_burst)
         #: Watch events held back by CONTROL fault event-delay (a test daemon's).
         self.delayed = DelayedEvents(self._deliver_late)
+        #: Who changed what, for those connected to ``--monitor`` (none: no cost).
+        self.monitor = Monitor(server, options.monitor_path, every_request=options.monitor_all)
         server.reporters.append(self.report)
         #: Bytes in every connection's backlog together.
         self.backlog_bytes = 0
@@ -145,6 +151,8 @@ class Shell(Output):
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = self.domain_sockets.nursery = self.delayed.nursery = nursery
+                if self.monitor.bind():
+                    nursery.start_soon(self.monitor.serve)
                 task_status.started()
                 await supervised("the accept loop of dom0's socket", accept)
         finally:
@@ -160,6 +168,7 @@ class Shell(Output):
             f"sockets of domains: {len(self.domain_sockets.open)}",
             f"unsent bytes: {self.backlog_bytes}",
             f"delayed watch events: {len(self.delayed)}",
+            *self.monitor.report(),
         ]
 
     def start_peer(self, sock: socket.socket, domid: int | None) -> None:
@@ -191,6 +200,9 @@ class Shell(Output):
         self.peers[conn_id] = peer
         if self.tracer:
             self.tracer.created(conn_id)
+        monitor = self.monitor
+        if monitor.active:
+            monitor.connected(conn_id)
         framer = Framer()
         stall_at = self.options.stall_at
         try:
@@ -226,7 +238,8 @@ class Shell(Output):
                         if self.tracer:
                             self.tracer.message("IN", conn_id, packet)
                         try:
-                            effects = server.handle(conn_id, packet)
+                            effects = (monitor.handle(conn_id, packet) if monitor.active
+                                       else server.handle(conn_id, packet))
                         except Exception:  # the core answers its own bugs with EIO...
                             log.exception("%s: internal error around %r", peer.who, packet)
                             self.close_peer(conn_id, "internal error")  # ...but not these
@@ -244,6 +257,8 @@ class Shell(Output):
             except Exception:  # the daemon must outlive a bug in one clean-up
                 log.exception("%s: internal error while disconnecting it", peer.who)
             self.flush_dirty()
+            if monitor.active:
+                monitor.disconnected(conn_id, domid or 0)
             if self.tracer:
                 self.tracer.destroyed(conn_id)
             trio.lowlevel.notify_closing(sock)
