@@ -128,10 +128,17 @@ class Monitor:
 
     def connected(self, conn_id: int) -> None:
         conn = self.server.connections.get(conn_id)
-        self.publish({"conn": conn_id, "domid": conn.domid if conn else None, "op": "CONNECT"})
+        self._publish_safely({"conn": conn_id, "domid": conn.domid if conn else None,
+                              "op": "CONNECT"})
 
     def disconnected(self, conn_id: int, domid: int) -> None:
-        self.publish({"conn": conn_id, "domid": domid, "op": "DISCONNECT"})
+        self._publish_safely({"conn": conn_id, "domid": domid, "op": "DISCONNECT"})
+
+    def _publish_safely(self, record: dict[str, object]) -> None:
+        try:
+            self.publish(record)
+        except Exception:  # the feed's bug must not cost a connection
+            self._failed(f"a {record['op']} line")
 
     def publish(self, record: dict[str, object]) -> None:
         """Send ``record`` as one line to every client (dropped where it does not fit)."""
