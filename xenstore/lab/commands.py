@@ -1,0 +1,221 @@
+"""The host's side of ``pyxl``'s commands: what each request does, and the data it answers.
+
+Each handler takes the request's arguments and returns a JSON-able result, or
+raises :class:`~xenstore.lab.xen.LabError` with the message xl would print. The
+command line (:mod:`.cli`) formats results as xl does. The server part accepts
+connections on the host's socket and publishes it at ``/tool/pyxl/host``.
+
+Writes the toolstack makes here are libxl's: ``control/shutdown`` for shutdown
+and reboot, ``memory/target`` and ``memory/static-max`` for mem-set and mem-max,
+``cpu/<n>/availability`` for vcpu-set; the guest's kernel does the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from xenstore import errors
+from xenstore.lab.host import Guest, Host
+from xenstore.lab.rpc import HOST_NODE, MAX_LINE, encode
+from xenstore.lab.xen import Domain, LabError
+from xenstore.xenbus.paths import domain_home
+
+log = logging.getLogger("xenstore.lab")
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def domain_row(domain: Domain, now: float) -> dict[str, Any]:
+    return {
+        "name": domain.name, "domid": domain.domid, "uuid": domain.uuid, "type": domain.type,
+        "memory_kib": domain.memory_kib, "maxmem_kib": domain.maxmem_kib,
+        "vcpus": domain.vcpus, "max_vcpus": domain.max_vcpus, "flags": domain.flags(),
+        "state": domain.state.value, "cpu_time": round(domain.cpu_time(now), 1),
+        "created": domain.created,
+        "shutdown_reason": domain.shutdown_reason.value if domain.shutdown_reason else None,
+    }
+
+
+class Commands:
+    """The requests ``pyxl`` sends, handled against ``host``."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.handlers: dict[str, Handler] = {
+            "list": self.list, "destroy": self.destroy, "shutdown": self.shutdown,
+            "wait_gone": self.wait_gone, "pause": self.pause, "unpause": self.unpause,
+            "mem_set": self.mem_set, "mem_max": self.mem_max, "vcpu_set": self.vcpu_set,
+            "info": self.info, "domid": self.domid, "domname": self.domname,
+        }
+
+    def _guest(self, args: dict[str, Any]) -> Guest:
+        return self.host.guest(str(args["domain"]))
+
+    async def list(self, args: dict[str, Any]) -> Any:
+        now = self.host.xen.clock()
+        wanted = args.get("domains") or []
+        domains = sorted(self.host.xen.domains.values(), key=lambda d: d.domid)
+        if wanted:
+            domains = [self.host.xen.find(str(name)) for name in wanted]
+        return [domain_row(d, now) for d in domains]
+
+    async def destroy(self, args: dict[str, Any]) -> Any:
+        guest = self._guest(args)
+        await self.host.destroy(guest.domain.domid)
+        return {"domid": guest.domain.domid}
+
+    async def shutdown(self, args: dict[str, Any]) -> Any:
+        """Ask guests to power off (or reboot): libxl writes control/shutdown, after
+        checking the guest advertised it can (control/feature-<reason>)."""
+        reason = str(args.get("reason", "poweroff"))
+        guests = [g for g in self.host.guests.values()] if args.get("all") else [self._guest(args)]
+        asked = []
+        for guest in guests:
+            home = domain_home(guest.domain.domid)
+            feature = "reboot" if reason == "reboot" else "poweroff"
+            try:
+                advertised = await self.host.xs.read(home / "control" / f"feature-{feature}")
+            except errors.ENOENT:
+                advertised = b""
+            if advertised != b"1" and not args.get("fallback"):
+                raise LabError("PV control interface not available: external graceful "
+                               f"{'reboot' if reason == 'reboot' else 'shutdown'} not "
+                               "possible.\nUse \"-F\" to fallback to ACPI "
+                               f"{'reset' if reason == 'reboot' else 'power'} event.")
+            await self.host.xs.write(home / "control" / "shutdown", reason)
+            asked.append(guest.domain.domid)
+        return {"domids": asked}
+
+    async def wait_gone(self, args: dict[str, Any]) -> Any:
+        """Until each of the domains is destroyed (xl shutdown -w); or shut down, with
+        ``down``."""
+        events = []
+        for domid in args["domids"]:
+            guest = self.host.guests.get(int(domid))
+            if guest is not None:
+                events.append(guest.down if args.get("down") else guest.gone)
+        with trio.fail_after(float(args.get("timeout", 60))):
+            for event in events:
+                await event.wait()
+        return {}
+
+    async def pause(self, args: dict[str, Any]) -> Any:
+        self.host.xen.pause(self._guest(args).domain.domid)
+        return {}
+
+    async def unpause(self, args: dict[str, Any]) -> Any:
+        self.host.xen.unpause(self._guest(args).domain.domid)
+        return {}
+
+    async def mem_set(self, args: dict[str, Any]) -> Any:
+        guest = self._guest(args)
+        kib = int(args["kib"])
+        if kib > guest.domain.maxmem_kib:
+            raise LabError(f"memory_dynamic_max must be less than or equal to "
+                           f"memory_static_max ({kib} KiB > {guest.domain.maxmem_kib} KiB)")
+        await self.host.xs.write(domain_home(guest.domain.domid) / "memory" / "target",
+                                 str(kib))
+        return {}
+
+    async def mem_max(self, args: dict[str, Any]) -> Any:
+        guest = self._guest(args)
+        kib = int(args["kib"])
+        if kib < guest.domain.memory_kib:
+            raise LabError(f"cannot set the maximum below the current memory "
+                           f"({guest.domain.memory_kib} KiB)")
+        self.host.xen.set_maxmem(guest.domain.domid, kib)
+        await self.host.xs.write(domain_home(guest.domain.domid) / "memory" / "static-max",
+                                 str(kib))
+        return {}
+
+    async def vcpu_set(self, args: dict[str, Any]) -> Any:
+        guest = self._guest(args)
+        count = int(args["vcpus"])
+        if count > guest.domain.max_vcpus:
+            raise LabError(f"Requested vcpus ({count}) exceeds the domain's maximum "
+                           f"(maxvcpus {guest.domain.max_vcpus})")
+        if count < 1:
+            raise LabError("Invalid argument: a domain needs at least one vCPU")
+        cpu = domain_home(guest.domain.domid) / "cpu"
+        async with self.host.xs.transaction() as t:
+            for n in range(guest.domain.max_vcpus):
+                await t.write(cpu / n / "availability", "online" if n < count else "offline")
+        return {}
+
+    async def info(self, args: dict[str, Any]) -> Any:
+        return {**self.host.xen.info(), "host": self.host.options.name,
+                "domains": len(self.host.xen.domains)}
+
+    async def domid(self, args: dict[str, Any]) -> Any:
+        return self.host.xen.find(str(args["name"])).domid
+
+    async def domname(self, args: dict[str, Any]) -> Any:
+        return self.host.xen.domain(int(args["domid"])).name
+
+
+class Server:
+    """Serves :class:`Commands` on a Unix socket and says where in the store."""
+
+    def __init__(self, commands: Commands, path: str) -> None:
+        self.commands = commands
+        self.path = path
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await listener.bind(self.path)
+        listener.listen(64)
+        xs = self.commands.host.xs
+        await xs.write(HOST_NODE, self.path)
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                await trio.serve_listeners(
+                    self._connection, [trio.SocketListener(listener)],
+                    handler_nursery=nursery)
+        finally:
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await xs.rm(HOST_NODE)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        buffer = b""
+        async with stream:
+            while True:
+                while b"\n" not in buffer:
+                    data = await stream.receive_some(65536)
+                    if not data or len(buffer) > MAX_LINE:
+                        return
+                    buffer += data
+                line, _, buffer = buffer.partition(b"\n")
+                answer = await self._answer(line)
+                await stream.send_all(encode(answer))
+
+    async def _answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            handler = self.commands.handlers.get(str(request.get("cmd")))
+            if handler is None:
+                return {"ok": False, "error": f"unknown command {request.get('cmd')!r}"}
+            return {"ok": True, "result": await handler(request)}
+        except LabError as exc:
+            return {"ok": False, "error": str(exc)}
+        except (KeyError, ValueError, TypeError) as exc:
+            return {"ok": False, "error": f"bad request: {exc!r}"}
+        except trio.TooSlowError:
+            return {"ok": False, "error": "timed out"}
+        except Exception as exc:  # a host bug costs this request, not the host
+            log.exception("request %r failed", line[:200])
+            return {"ok": False, "error": f"internal error: {exc!r}"}
+
