@@ -71,7 +71,9 @@ class Domain:
         """``xl list``'s State column: r running, b blocked, p paused, s shutdown,
         c crashed, d dying (a running guest idles, so it shows blocked)."""
         letters = ["-"] * 6
-        if self.state is RunState.RUNNING:
+        if self.domid == 0:
+            letters[0] = "r"  # dom0 is the one running the toolstack
+        elif self.state is RunState.RUNNING:
             letters[1] = "b"
         elif self.state is RunState.PAUSED:
             letters[2] = "p"
