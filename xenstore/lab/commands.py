@@ -13,6 +13,7 @@ and reboot, ``memory/target`` and ``memory/static-max`` for mem-set and mem-max,
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -23,8 +24,10 @@ from typing import Any
 import trio
 
 from xenstore import errors
+from xenstore.lab.consoled import ConsoleLog
 from xenstore.lab.host import Guest, Host
-from xenstore.lab.rpc import HOST_NODE, MAX_LINE, encode
+from xenstore.lab.rpc import HOST_NODE, MAX_LINE, HostClient, encode
+from xenstore.lab.saved import read_save_file, write_save_file
 from xenstore.lab.xen import Domain, LabError
 from xenstore.xenbus.paths import domain_home
 
@@ -54,6 +57,9 @@ class Commands:
             "wait_gone": self.wait_gone, "pause": self.pause, "unpause": self.unpause,
             "mem_set": self.mem_set, "mem_max": self.mem_max, "vcpu_set": self.vcpu_set,
             "info": self.info, "domid": self.domid, "domname": self.domname,
+            "save": self.save, "restore": self.restore, "migrate": self.migrate,
+            "migrate_receive": self.migrate_receive, "rename": self.rename,
+            "console": self.console,
         }
 
     def _guest(self, args: dict[str, Any]) -> Guest:
@@ -150,6 +156,64 @@ class Commands:
                 await t.write(cpu / n / "availability", "online" if n < count else "offline")
         return {}
 
+    async def save(self, args: dict[str, Any]) -> Any:
+        """xl save: suspend, write the record, destroy (or keep running with -c)."""
+        guest = self._guest(args)
+        record = await self.host.suspend(guest)
+        await trio.to_thread.run_sync(write_save_file, str(args["file"]), record)
+        await self.host.destroy(guest.domain.domid)
+        if args.get("checkpoint"):
+            restored = await self.host.restore(record)
+            return {"domid": restored.domain.domid}
+        return {}
+
+    async def restore(self, args: dict[str, Any]) -> Any:
+        record = await trio.to_thread.run_sync(read_save_file, str(args["file"]))
+        guest = await self.host.restore(record)
+        return {"domid": guest.domain.domid, "name": guest.domain.name}
+
+    async def migrate(self, args: dict[str, Any]) -> Any:
+        """xl migrate to another simulated host: suspend here, start there as
+        ``NAME--incoming``, rename here ``NAME--migratedaway`` and destroy, then the
+        other host renames its copy. Returns the lines xl prints on the way."""
+        guest = self._guest(args)
+        name = guest.domain.name
+        target = host_socket(str(args["host"]))
+        lines = ["migration target: Ready to receive domain."]
+        record = await self.host.suspend(guest)
+        lines.append(f"Saving to migration stream new xl format (domain {name})")
+        with HostClient(target) as other:
+            received = await trio.to_thread.run_sync(
+                functools.partial(other.call, "migrate_receive", record=record,
+                                  name=f"{name}--incoming"))
+            lines += ["migration target: Transfer complete, requesting permission to "
+                      "start domain.",
+                      "migration sender: Target has acknowledged transfer."]
+            await self.host.rename(guest, f"{name}--migratedaway")
+            await self.host.destroy(guest.domain.domid)
+            lines.append("migration sender: Giving target permission to start.")
+            await trio.to_thread.run_sync(functools.partial(
+                other.call, "rename", domain=str(received["domid"]), name=name))
+        lines += ["migration target: Got permission, starting domain.",
+                  "migration target: Domain started successsfully.",
+                  "migration sender: Target reports successful startup.",
+                  "Migration successful."]
+        return {"domid": received["domid"], "lines": lines}
+
+    async def migrate_receive(self, args: dict[str, Any]) -> Any:
+        guest = await self.host.restore(args["record"], name=str(args["name"]))
+        return {"domid": guest.domain.domid}
+
+    async def rename(self, args: dict[str, Any]) -> Any:
+        await self.host.rename(self._guest(args), str(args["name"]))
+        return {}
+
+    async def console(self, args: dict[str, Any]) -> Any:
+        guest = self._guest(args)
+        if guest.console is None:
+            raise LabError(f"domain {guest.domain.domid} has no console")
+        return ConsoleStream(guest.console)
+
     async def info(self, args: dict[str, Any]) -> Any:
         return {**self.host.xen.info(), "host": self.host.options.name,
                 "domains": len(self.host.xen.domains)}
@@ -159,6 +223,46 @@ class Commands:
 
     async def domname(self, args: dict[str, Any]) -> Any:
         return self.host.xen.domain(int(args["domid"])).name
+
+
+class ConsoleStream:
+    """A console to attach the connection to, once the answer is sent."""
+
+    def __init__(self, console: ConsoleLog) -> None:
+        self.console = console
+
+    async def bridge(self, stream: trio.SocketStream, pending: bytes) -> None:
+        output = self.console.attach()
+        await stream.send_all(bytes(self.console.scrollback))
+        if pending:
+            self.console.type_in(pending)
+
+        async def out() -> None:
+            async for data in output:
+                await stream.send_all(data)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(out)
+            while True:
+                data = await stream.receive_some(4096)
+                if not data:
+                    break
+                self.console.type_in(data)
+            nursery.cancel_scope.cancel()
+
+
+def hosts_dir() -> str:
+    """Where simulated hosts of this user register (for ``pyxl migrate NAME HOST``)."""
+    return os.environ.get("PYXL_HOSTS") or f"/tmp/pyxl-hosts-{os.getuid()}"
+
+
+def host_socket(name: str) -> str:
+    path = os.path.join(hosts_dir(), name)
+    if not os.path.lexists(path):
+        raise LabError(f"no simulated host named {name!r} (known: "
+                       f"{', '.join(sorted(os.listdir(hosts_dir()))) or 'none'})"
+                       if os.path.isdir(hosts_dir()) else f"no simulated host named {name!r}")
+    return os.readlink(path) if os.path.islink(path) else path
 
 
 class Server:
@@ -177,6 +281,7 @@ class Server:
         listener.listen(64)
         xs = self.commands.host.xs
         await xs.write(HOST_NODE, self.path)
+        registered = self._register()
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started()
@@ -188,6 +293,23 @@ class Server:
                 await xs.rm(HOST_NODE)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+            if registered is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(registered)
+
+    def _register(self) -> str | None:
+        """Say in :func:`hosts_dir` that this host answers here (for migrate)."""
+        directory = hosts_dir()
+        link = os.path.join(directory, self.commands.host.options.name)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(link)
+            os.symlink(self.path, link)
+        except OSError as exc:
+            log.warning("cannot register host %s in %s: %s", link, directory, exc)
+            return None
+        return link
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         buffer = b""
@@ -200,15 +322,22 @@ class Server:
                     buffer += data
                 line, _, buffer = buffer.partition(b"\n")
                 answer = await self._answer(line)
+                if isinstance(answer, ConsoleStream):
+                    await stream.send_all(encode({"ok": True, "result": {}}))
+                    await answer.bridge(stream, buffer)
+                    return
                 await stream.send_all(encode(answer))
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _answer(self, line: bytes) -> dict[str, Any] | ConsoleStream:
         try:
             request = json.loads(line)
             handler = self.commands.handlers.get(str(request.get("cmd")))
             if handler is None:
                 return {"ok": False, "error": f"unknown command {request.get('cmd')!r}"}
-            return {"ok": True, "result": await handler(request)}
+            result = await handler(request)
+            if isinstance(result, ConsoleStream):
+                return result
+            return {"ok": True, "result": result}
         except LabError as exc:
             return {"ok": False, "error": str(exc)}
         except (KeyError, ValueError, TypeError) as exc:

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import trio
 
-from xenstore.aclient import AsyncClient
+from xenstore import errors
+from xenstore.aclient import AsyncClient, AsyncTransaction
 from xenstore.lab.consoled import ConsoleLog, open_console
 from xenstore.lab.kernel import GuestKernel, KernelCalls, PrimaryConsole
 from xenstore.lab.xen import Domain, LabError, ShutdownReason, Xen
@@ -37,6 +38,7 @@ from xenstore.xenbus.drivers.block import Blkback
 from xenstore.xenbus.drivers.console import ConsoleRing
 from xenstore.xenbus.drivers.net import Netback
 from xenstore.xenbus.hypervisor import Hypervisor
+from xenstore.xenbus.paths import domain_home
 from xenstore.xenbus.specs import ConsoleSpec, DiskSpec, DomainSpec, NicSpec
 from xenstore.xenbus.toolstack import Toolstack
 
@@ -129,23 +131,26 @@ class Host:
             raise LabError(f"{name_or_id} is not a guest of this host")
         return guest
 
-    async def create(self, config: GuestConfig, *, domid: int | None = None) -> Guest:
-        """Build the domain (hypervisor, store, devices) and boot its kernel."""
+    async def create(self, config: GuestConfig, *, domid: int | None = None,
+                     resumed: bool = False) -> Guest:
+        """Build the domain (hypervisor, store, devices) and boot its kernel (or, for a
+        restored guest, resume it)."""
         assert self.nursery is not None
         template = config.domain
         domain = self.xen.create(template.name, template.uuid, template.type,
                                  template.memory_kib, template.maxmem, template.vcpus,
                                  template.vcpu_slots, domid=domid)
+        spec = dataclasses.replace(template, domid=domain.domid)
+        guest = Guest(domain, config, spec, trio.CancelScope())
+        self.guests[domain.domid] = guest  # known as soon as the store shows it
         try:
-            spec = dataclasses.replace(template, domid=domain.domid)
             await self.toolstack.create_domain(spec)
         except Exception:
+            del self.guests[domain.domid]
             self.xen.destroy(domain.domid)
             raise
-        guest = Guest(domain, config, spec, trio.CancelScope())
-        self.guests[domain.domid] = guest
         try:
-            console = self._build_console(guest)
+            console = self._build_console(guest, resumed)
             await self.toolstack.add_console(domain.domid, console)
             for disk in config.disks:
                 await self.toolstack.add_disk(domain.domid, disk)
@@ -158,7 +163,7 @@ class Host:
         log.info("created domain %d (%s)", domain.domid, domain.name)
         return guest
 
-    def _build_console(self, guest: Guest) -> ConsoleSpec:
+    def _build_console(self, guest: Guest, resumed: bool = False) -> ConsoleSpec:
         """The console page and channel, as Xen's domain builder makes them."""
         domid = guest.domain.domid
         ref, page = self.grants.grant(domid)
@@ -171,7 +176,7 @@ class Host:
                         functools.partial(self.xen.set_vcpus, domid)),
             PrimaryConsole(ConsoleRing(page), channel),
             memory_kib=guest.domain.memory_kib, vcpus=guest.domain.vcpus,
-            pv_shutdown=guest.config.pv_shutdown)
+            pv_shutdown=guest.config.pv_shutdown, resumed=resumed)
         guest.console = open_console(self.grants, domid, ref, channel.port)
         return ConsoleSpec(devid=0, ring_ref=ref, port=channel.port)
 
@@ -207,6 +212,54 @@ class Host:
         if action.endswith("restart"):
             await self.create(guest.config)
 
+    async def suspend(self, guest: Guest, wait: float = 30.0) -> dict[str, object]:
+        """Suspend the guest as ``xl save`` does (``control/shutdown`` = ``suspend``,
+        which it acknowledges and acts on); returns its record, then destroys it."""
+        from xenstore.lab.saved import state_record
+
+        domid = guest.domain.domid
+        home = domain_home(domid)
+        if await _read(self.xs, home / "control" / "feature-suspend") != b"1":
+            raise LabError(f"domain {domid} does not support suspend "
+                           "(no control/feature-suspend)")
+        await self.xs.write(home / "control" / "shutdown", "suspend")
+        with trio.fail_after(wait):
+            await guest.down.wait()
+        if guest.reason != "suspend":
+            raise LabError(f"domain {domid} shut down ({guest.reason}) instead of suspending")
+        scrollback = bytes(guest.console.scrollback) if guest.console is not None else b""
+        record = state_record(guest.config, guest.domain.memory_kib, guest.domain.vcpus,
+                              scrollback)
+        return record
+
+    async def restore(self, record: dict[str, object], name: str | None = None) -> Guest:
+        """A new domain (new domid, same uuid) from a saved or migrated record: its
+        kernel resumes, its devices connect afresh."""
+        import base64
+
+        from xenstore.lab.saved import config_from
+
+        config = config_from(record["config"])  # type: ignore[arg-type]
+        if name is not None:
+            config.domain = dataclasses.replace(config.domain, name=name)
+        guest = await self.create(config, resumed=True)
+        if guest.console is not None:
+            guest.console.scrollback[:0] = base64.b64decode(str(record.get("console", "")))
+        return guest
+
+    async def rename(self, guest: Guest, name: str) -> None:
+        """What libxl__domain_rename writes: the name in the home and in /vm."""
+        home = domain_home(guest.domain.domid)
+        vm = await _read(self.xs, home / "vm")
+
+        async def work(t: AsyncTransaction) -> None:
+            await t.write(home / "name", name)
+            if vm:
+                await t.write(f"{vm.decode()}/name", name)
+
+        await self.xs.retry(work)
+        guest.domain.name = name
+
     async def destroy(self, domid: int) -> None:
         """``xl destroy``: the guest stops at once; its devices and nodes go; RELEASE."""
         guest = self.guests.pop(domid, None)
@@ -226,3 +279,10 @@ class Host:
         if guest is not None:
             guest.gone.set()
         log.info("destroyed domain %d", domid)
+
+
+async def _read(xs: AsyncClient, path: str) -> bytes | None:
+    try:
+        return await xs.read(path)
+    except errors.ENOENT:
+        return None

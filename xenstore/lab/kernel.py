@@ -88,6 +88,8 @@ class GuestKernel:
     vcpus: int = 1
     #: Respond to control/shutdown (a kernel without PV drivers never does).
     pv_shutdown: bool = True
+    #: Restored or migrated: it resumes where it was instead of booting.
+    resumed: bool = False
     #: Set once the kernel has booted (its features written).
     booted: trio.Event = field(default_factory=trio.Event)
     buses: list[FrontendBus] = field(default_factory=list)
@@ -198,9 +200,12 @@ class GuestKernel:
                                            guest_ip(self.domid, int(devid)))
 
     async def _console(self, console: PrimaryConsole) -> None:
-        await console.write(boot_log(self.name, self.domid, self.memory_kib, self.vcpus))
         prompt = f"\r\n{self.name} login: ".encode()
-        await console.write(prompt)
+        if self.resumed:
+            await console.write(b"\r\nPM: resume devices took 0.010 seconds\r\n" + prompt)
+        else:
+            await console.write(boot_log(self.name, self.domid, self.memory_kib, self.vcpus))
+            await console.write(prompt)
         while True:
             typed = await console.read()
             # The line discipline echoes; a newline ends the (always refused) login.
