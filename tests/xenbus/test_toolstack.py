@@ -26,6 +26,7 @@ from xenstore.xenbus.specs import ConsoleSpec, DiskSpec, DomainSpec, NicSpec
 from xenstore.xenbus.toolstack import (
     BackendTimeout,
     DeviceExists,
+    DeviceModelTimeout,
     DomainExists,
     NoSuchDomain,
     Toolstack,
@@ -261,6 +262,31 @@ async def test_destroy_leaves_nothing_behind(daemon: OurDaemon) -> None:
         assert [p for p in after if p not in before] == ["/vm", "/libxl"]
         assert not await trio.Path(daemon.directory, "5").exists()
         assert await toolstack.destroy_domain(5) == []  # again: nothing to do
+
+
+async def test_an_hvm_guests_qdisk_and_device_model(daemon: OurDaemon) -> None:
+    async with dom0(daemon) as toolstack:
+        xs, spec = toolstack.xs, DomainSpec(6, "hvm6", type="hvm")
+        await toolstack.create_domain(spec)
+        disk = await toolstack.add_disk(6, DiskSpec("hda", "/srv/hvm6.qcow2", format="qcow2"))
+        assert disk == DeviceAddress("vbd", 6, 768, 0, "qdisk")
+        assert disk.backend == "/local/domain/0/backend/qdisk/6/768"
+        assert await xs.read(disk.backend / "params") == b"qcow2:/srv/hvm6.qcow2"
+        # A nic made with the domain is emulated too; one hotplugged later is PV only.
+        made = await toolstack.add_nic(6, NicSpec(model="e1000"))
+        hot = await toolstack.add_nic(6, NicSpec(), hotplug=True)
+        assert await xs.read(made.backend / "type") == b"vif_ioemu"
+        assert await xs.read(hot.backend / "type") == b"vif"
+        assert await toolstack.devices(6) == [disk, made, hot]  # found again from /libxl
+        # Nobody plays qemu: no "running", no VNC nodes; the rest stays for destroy.
+        with pytest.raises(DeviceModelTimeout, match=r"did not report running within 0\.2 s"):
+            await toolstack.start_device_model(spec, 4242, wait=0.2)
+        assert await xs.read("/local/domain/6/image/device-model-pid") == b"4242"
+        assert not await xs.exists("/local/domain/6/console/vnc-port")
+        # libxl__dm_active (the pid) says a device model runs: its directory goes.
+        assert set(await toolstack.destroy_domain(6, 0.1)) == {disk, made, hot}
+        assert not await xs.exists("/local/domain/0/device-model/6")
+        assert not await xs.exists("/local/domain/0/backend")
 
 
 def reference_tool(path: str) -> str:

@@ -12,7 +12,15 @@ the guest owns (``n<D>``) only ``device/suspend/event-channel``, the
 own corners ``data``, ``drivers``, ``feature``, ``attr`` and ``error``.
 ``/libxl/<D>`` is the toolstack's private record (``n0``: the guest cannot
 even read it). The xenstore ring's page and event channel go to ``~/store``
-and to INTRODUCE.
+and to INTRODUCE. libxl writes a domain in three steps (:func:`domain_steps`):
+the skeleton in one transaction, ``/libxl/<D>/dm-version`` on its own, then
+the build's nodes in a second transaction, followed by INTRODUCE.
+
+**An HVM guest** also gets ``~/hvmloader`` (read by its firmware), the
+``control/feature-s3``/``-s4`` nodes it answers, ``~/platform/*`` (ACPI flags
+and the device model), ``/vm/<uuid>/rtc/timeoffset`` and its video RAM in
+``~/memory/videoram`` (taken off ``memory/target``); its device model's
+nodes are :mod:`.layout_hvm`'s.
 
 **A device** (libxl_device.c, libxl__device_generic_add): the frontend
 directory ``~/device/<type>/<devid>`` is owned by the guest and readable by
@@ -100,6 +108,8 @@ class Layout:
     entries: tuple[Entry, ...]
     #: The device laid out (None for a domain).
     address: DeviceAddress | None = None
+    #: One transaction, as libxl's; False: one request per entry (libxl's XBT_NULL).
+    atomic: bool = True
 
 
 def vm_path(uuid: str) -> XsPath:
@@ -123,29 +133,46 @@ def frontend_path(address: DeviceAddress) -> XsPath:
     return address.frontend
 
 
-def domain_layout(spec: DomainSpec, start_time: float) -> Layout:
-    """A new domain's nodes, as libxl__domain_make then libxl__build_post write them.
+def domain_steps(spec: DomainSpec, start_time: float) -> tuple[Layout, ...]:
+    """A new domain's nodes in libxl's steps: libxl__domain_make's transaction,
+    store_libxl_entry's ``dm-version`` (written for every type), then
+    libxl__build_post's transaction (after which INTRODUCE).
 
     ``start_time`` (seconds since the epoch) becomes ``/vm/<uuid>/start_time``.
     """
     d = spec.domid
-    entries = _domain_make(spec) + _build_post(spec, start_time)
-    return Layout((domain_home(d), vm_path(spec.uuid), libxl_path(d)), tuple(entries))
+    make = Layout((domain_home(d), vm_path(spec.uuid), libxl_path(d)),
+                  tuple(_domain_make(spec)))
+    version = Entry(libxl_path(d) / "dm-version", spec.dm_version, owned(0), False)
+    return (make, Layout((), (version,), atomic=False),
+            Layout((), tuple(_build_post(spec, start_time))))
+
+
+def domain_layout(spec: DomainSpec, start_time: float) -> Layout:
+    """All of :func:`domain_steps` as one table (what the store holds after them)."""
+    steps = domain_steps(spec, start_time)
+    return Layout(steps[0].replaces, tuple(e for step in steps for e in step.entries))
 
 
 def _domain_make(spec: DomainSpec) -> list[Entry]:
     d = spec.domid
     home, vm, lx = domain_home(d), vm_path(spec.uuid), libxl_path(d)
     ro, rw, private = owned(0, d), owned(d), owned(0)
+    hvm = spec.type == "hvm"
     out = [Entry(home, "", ro, True), Entry(vm, "", ro, True),
            Entry(lx, "", private, True), Entry(lx / "device", "", private, True),
-           Entry(home / "vm", vm, ro, False), Entry(home / "name", spec.name, ro, False)]
+           Entry(home / "vm", vm, ro, False), Entry(home / "name", spec.name, ro, False),
+           # libxl_domain.c, libxl__domain_rename: the name goes to /vm too
+           Entry(vm / "name", spec.name, ro, False)]
     out += [Entry(home / name, "", ro, True) for name in ("cpu", "memory", "device")]
     # Not xend's compatibility mode: ~/device stays read-only, the guest gets this node.
     out.append(Entry(home / "device" / "suspend" / "event-channel", "", rw, True))
     out.append(Entry(home / "control", "", ro, True))
-    out += [Entry(home / "control" / name, "", rw, True) for name in
-            ("shutdown", "feature-poweroff", "feature-reboot", "feature-suspend", "sysrq")]
+    if hvm:  # what the guest's firmware reads
+        out.append(Entry(home / "hvmloader", "", ro, True))
+    answers = ["shutdown", "feature-poweroff", "feature-reboot", "feature-suspend"]
+    answers += ["feature-s3", "feature-s4"] if hvm else []
+    out += [Entry(home / "control" / name, "", rw, True) for name in [*answers, "sysrq"]]
     guest_dirs = ["data", "drivers", "feature", "attr", "error"]
     if spec.driver_domain:  # so that libxl and qemu may run inside it
         guest_dirs += ["libxl", "device-model"]
@@ -161,19 +188,30 @@ def _build_post(spec: DomainSpec, start_time: float) -> list[Entry]:
     d = spec.domid
     home, vm, ro = domain_home(d), vm_path(spec.uuid), owned(0, d)
     local = [("memory/static-max", str(spec.maxmem)),
-             ("memory/target", str(spec.memory_kib)),  # no fudge without HVM video RAM
-             ("memory/videoram", "0"), ("domid", str(d)),
+             ("memory/target", str(spec.target_kib)),  # less HVM's video RAM
+             ("memory/videoram", str(spec.videoram)), ("domid", str(d)),
              ("store/port", str(spec.store_port)), ("store/ring-ref", str(spec.store_gfn))]
     local += [(f"cpu/{n}/availability", "online" if n < spec.vcpus else "offline")
               for n in range(spec.vcpu_slots)]
     seconds = int(start_time)
     started = f"{seconds}.{int((start_time - seconds) * 100):02d}"
-    image = [("image/ostype", "linux"), ("image/kernel", spec.kernel),
-             ("start_time", started)] if spec.type == "pv" else [("start_time", started)]
-    if spec.type == "pv" and spec.ramdisk is not None:
-        image.append(("image/ramdisk", spec.ramdisk))
-    if spec.type == "pv" and spec.cmdline is not None:
-        image.append(("image/cmdline", spec.cmdline))
+    # libxl_create.c, libxl__domain_build: each type's /vm entries (and HVM's platform)
+    if spec.type == "pv":
+        image = [("image/ostype", "linux"), ("image/kernel", spec.kernel),
+                 ("start_time", started)]
+        if spec.ramdisk is not None:
+            image.append(("image/ramdisk", spec.ramdisk))
+        if spec.cmdline is not None:
+            image.append(("image/cmdline", spec.cmdline))
+    elif spec.type == "hvm":
+        image = [("rtc/timeoffset", spec.timeoffset), ("image/ostype", "hvm"),
+                 ("start_time", started)]
+        local += [(f"platform/{name}", "1" if on else "0") for name, on in (
+            ("acpi", spec.acpi), ("acpi_s3", spec.acpi_s3), ("acpi_s4", spec.acpi_s4),
+            ("acpi_laptop_slate", spec.acpi_laptop_slate))]
+        local.append(("platform/device-model", spec.dm_version))
+    else:
+        image = [("start_time", started)]
     return ([Entry(_below(home, name), value, ro, False) for name, value in local]
             + [Entry(_below(vm, name), value, ro, False) for name, value in image])
 
@@ -221,13 +259,23 @@ def _common(address: DeviceAddress) -> tuple[Pairs, Pairs]:
 
 
 def disk_layout(domid: int, domain_type: str, disk: DiskSpec) -> Layout:
-    """A ``vbd`` with the phy backend, as libxl_disk.c's device_disk_add writes it."""
-    address = DeviceAddress("vbd", domid, disk.devid, disk.backend_domid)
-    back = [("params", disk.target), ("script", script_path(disk.script)),
-            ("frontend-id", str(domid)), ("online", "1"),
-            ("removable", "1" if disk.removable else "0"), ("bootable", "1"),
-            ("state", _INITIALISING), ("dev", disk.vdev), ("type", "phy"),
-            ("mode", disk.mode), ("device-type", "cdrom" if disk.cdrom else "disk")]
+    """A ``vbd``, as libxl_disk.c's device_disk_add writes it.
+
+    The backend is the one libxl picks (:meth:`DiskSpec.backend_for`): phy
+    (``backend/vbd``, with its hotplug script) or qemu's qdisk
+    (``backend/qdisk``, ``params`` = ``<format>:<target>``, no script); the
+    frontend is ``device/vbd`` either way, and so is libxl's record.
+    """
+    backend = disk.backend_for(domain_type)
+    address = DeviceAddress("vbd", domid, disk.devid, disk.backend_domid,
+                            "vbd" if backend == "phy" else "qdisk")
+    back = [("params", disk.params(backend))]
+    if backend == "phy":
+        back.append(("script", script_path(disk.script or "block")))
+    back += [("frontend-id", str(domid)), ("online", "1"),
+             ("removable", "1" if disk.removable else "0"), ("bootable", "1"),
+             ("state", _INITIALISING), ("dev", disk.vdev), ("type", backend),
+             ("mode", disk.mode), ("device-type", "cdrom" if disk.cdrom else "disk")]
     if disk.direct_io_safe:
         back.append(("direct-io-safe", "1"))
     back += [("discard-enable", "1" if disk.discard_enable else "0"),
@@ -241,8 +289,14 @@ def disk_layout(domid: int, domain_type: str, disk: DiskSpec) -> Layout:
     return device_layout(address, back, front)
 
 
-def nic_layout(domid: int, nic: NicSpec, devid: int) -> Layout:
-    """A ``vif``, as libxl_nic.c's libxl__set_xenstore_nic writes it (``devid`` resolved)."""
+def nic_layout(domid: int, nic: NicSpec, devid: int, domain_type: str = "pv", *,
+               hotplug: bool = False) -> Layout:
+    """A ``vif``, as libxl_nic.c's libxl__set_xenstore_nic writes it (``devid`` resolved).
+
+    The backend's ``type`` is ``vif_ioemu`` for an HVM guest's nic made with
+    the domain (not ``hotplug``ged), else ``vif`` (:meth:`NicSpec.nictype`).
+    """
+    nictype = nic.nictype(domain_type, hotplug=hotplug)
     address = DeviceAddress("vif", domid, devid, nic.backend_domid)
     back, front = _common(address)
     back.append(("script", script_path(nic.script)))
@@ -255,7 +309,7 @@ def nic_layout(domid: int, nic: NicSpec, devid: int) -> Layout:
         back.append(("rate", f"{nic.rate[0]},{nic.rate[1]}"))
     if nic.mtu != DEFAULT_MTU:
         back.append(("mtu", str(nic.mtu)))
-    back += [("bridge", nic.bridge), ("handle", str(devid)), ("type", "vif"),
+    back += [("bridge", nic.bridge), ("handle", str(devid)), ("type", nictype),
              ("hotplug-status", "")]  # netback waits for the script's "connected"
     front += [("handle", str(devid)), ("mac", nic.mac),
               ("trusted", "1" if nic.trusted else "0")]

@@ -66,6 +66,9 @@ def frontend_dir(frontend_id: int, type_: str) -> XsPath:
     return domain_home(frontend_id) / "device" / type_
 
 
+#: Backend types that serve another frontend type (libxl: qemu's qdisk serves vbd).
+FRONTEND_TYPE = {"qdisk": "vbd"}
+
 _BACKEND = re.compile(r"/local/domain/(\d+)/backend/([A-Za-z0-9_\-]+)/(\d+)/(\d+)\Z")
 _PRIMARY_CONSOLE = re.compile(r"/local/domain/(\d+)/console\Z")
 _FRONTEND = re.compile(r"/local/domain/(\d+)/device/([A-Za-z0-9_\-]+)/(\d+)\Z")
@@ -73,12 +76,26 @@ _FRONTEND = re.compile(r"/local/domain/(\d+)/device/([A-Za-z0-9_\-]+)/(\d+)\Z")
 
 @dataclass(frozen=True, slots=True)
 class DeviceAddress:
-    """One split device: its type, its guest, its number and its backend domain."""
+    """One split device: its type, its guest, its number and its backend domain.
+
+    ``backend_type`` is the backend's directory when it differs from the
+    frontend's ``type``: a ``vbd`` served by qemu's ``qdisk`` (None otherwise).
+    """
 
     type: str
     frontend_id: int
     devid: int
     backend_id: int = 0
+    backend_type: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend_type == self.type:  # one spelling of each address
+            object.__setattr__(self, "backend_type", None)
+
+    @property
+    def backend_kind(self) -> str:
+        """The backend's type: :attr:`backend_type`, or :attr:`type` itself."""
+        return self.backend_type or self.type
 
     @property
     def frontend(self) -> XsPath:
@@ -91,7 +108,7 @@ class DeviceAddress:
     @property
     def backend(self) -> XsPath:
         """The backend's directory, in the backend domain's home."""
-        return backend_dir(self.backend_id, self.type) / self.frontend_id / self.devid
+        return backend_dir(self.backend_id, self.backend_kind) / self.frontend_id / self.devid
 
     @property
     def frontend_error(self) -> XsPath:
@@ -101,7 +118,7 @@ class DeviceAddress:
     @property
     def backend_error(self) -> XsPath:
         """Where the backend reports an error: ``<B home>/error/backend/<type>/<D>/<devid>``."""
-        return (domain_home(self.backend_id) / "error" / "backend" / self.type
+        return (domain_home(self.backend_id) / "error" / "backend" / self.backend_kind
                 / self.frontend_id / self.devid)
 
     @classmethod
@@ -111,7 +128,8 @@ class DeviceAddress:
         if match is None:
             raise ValueError(f"not a backend device path: {path}")
         backend_id, type_, frontend_id, devid = match.groups()
-        return cls(type_, int(frontend_id), int(devid), int(backend_id))
+        return cls(FRONTEND_TYPE.get(type_, type_), int(frontend_id), int(devid),
+                   int(backend_id), type_)
 
     @classmethod
     def of_frontend(cls, path: str, backend_id: int) -> DeviceAddress:

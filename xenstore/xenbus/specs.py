@@ -23,8 +23,20 @@ DOMID_FIRST_RESERVED = 0x7FF0
 SCRIPT_DIR = "/etc/xen/scripts"
 #: Ethernet's MTU, which libxl leaves unwritten in the backend (libxl_nic.c).
 DEFAULT_MTU = 1500
+#: What an HVM guest's memory/target leaves for the device model when maxmem is
+#: above memory (LIBXL_MAXMEM_CONSTANT, in KiB; libxl__get_targetmem_fudge).
+MAXMEM_FUDGE_KIB = 1024
+#: libxl's default video RAM in KiB, by device model and card
+#: (libxl__domain_build_info_setdefault): (qemu-xen, qemu-xen-traditional).
+VIDEORAM_KIB = {"cirrus": (8 << 10, 4 << 10), "stdvga": (16 << 10, 8 << 10),
+                "none": (0, 0), "qxl": (128 << 10, 0)}
+#: The disk formats libxl knows (libxl_disk_format), and how its qdisk backend
+#: names them in ``params`` (libxl__device_disk_string_of_format).
+QDISK_FORMATS = {"raw": "aio", "empty": "aio", "qcow": "qcow", "qcow2": "qcow2",
+                 "vhd": "vhd", "qed": "qed"}
 
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
+_BOOT = re.compile(r"[acdn]+\Z")
 _NAME = re.compile(r"[^\x00/]+\Z")
 
 
@@ -53,14 +65,20 @@ class DomainSpec:
     channel and page, which Xen's domain builder would have set up: they go
     to INTRODUCE and to ``~/store``. Without a hypervisor nothing maps them;
     any numbers do.
+
+    An ``hvm`` guest has a device model (qemu) that emulates a PC: the fields
+    after ``store_gfn`` are its, with libxl's defaults. Those that show in the
+    store are the video RAM, the firmware, the ACPI flags, the device model's
+    version and VNC's address; ``boot`` and ``sdl`` only go to qemu's command
+    line, and are kept so that a spec says all of an xl.cfg's HVM part.
     """
 
     domid: int
     name: str
     uuid: str = field(default_factory=lambda: str(uuid_module.uuid4()))
-    #: ``pv`` or ``pvh``: the domain types that need no device model.
-    type: Literal["pv", "pvh"] = "pv"
-    #: The balloon target (``~/memory/target``), in KiB.
+    #: ``pv``, ``pvh`` (no device model) or ``hvm`` (a PC emulated by qemu).
+    type: Literal["pv", "pvh", "hvm"] = "pv"
+    #: The balloon target (``~/memory/target`` but for HVM's video RAM), in KiB.
     memory_kib: int = 512 * 1024
     #: ``~/memory/static-max``, in KiB: ``memory_kib`` unless given (xl's maxmem).
     maxmem_kib: int | None = None
@@ -75,18 +93,65 @@ class DomainSpec:
     driver_domain: bool = False
     store_port: int = 1
     store_gfn: int = 0xFEFFC
+    #: xl's spelling; libxl records it for every type (``/libxl/<D>/dm-version``).
+    device_model_version: Literal["qemu-xen", "qemu-xen-traditional"] = "qemu-xen"
+    #: HVM: the emulated graphics card (xl's ``vga``).
+    vga: Literal["cirrus", "stdvga", "none", "qxl"] = "cirrus"
+    #: HVM: ``~/memory/videoram`` in KiB; None: libxl's default for the card (0 for PV/PVH).
+    videoram_kib: int | None = None
+    #: HVM: ``~/hvmloader/bios``; None: seabios for qemu-xen, rombios for traditional.
+    bios: Literal["seabios", "ovmf", "rombios"] | None = None
+    #: HVM: ``~/platform/acpi``, ``acpi_s3``, ``acpi_s4``, ``acpi_laptop_slate``.
+    acpi: bool = True
+    acpi_s3: bool = True
+    acpi_s4: bool = True
+    acpi_laptop_slate: bool = False
+    #: HVM: ``/vm/<uuid>/rtc/timeoffset`` (libxl's u.hvm.timeoffset; xl leaves it empty).
+    timeoffset: str = ""
+    #: HVM: qemu's boot order (xl's ``boot``: a = floppy, c = disk, d = cdrom, n = net).
+    boot: str = "cda"
+    #: HVM: a VNC server; qemu reports where it listens, libxl writes it to ``~/console``.
+    vnc: bool = True
+    vnc_listen: str = "127.0.0.1"
+    #: The display qemu takes (port 5900 + display; with vncunused, the first free one).
+    vnc_display: int = 0
+    sdl: bool = False
+    #: HVM: a PV keyboard served by qemu (``device/vkbd/0``), libxl's default.
+    vkb_device: bool = True
 
     def __post_init__(self) -> None:
         _check_domid(self.domid, "domid", guest=True)
         if not _NAME.match(self.name):
             raise ValueError(f"domain name {self.name!r}: empty, or holds '/' or NUL")
         object.__setattr__(self, "uuid", str(uuid_module.UUID(self.uuid)))
-        if self.type not in ("pv", "pvh"):
-            raise ValueError(f"domain type {self.type!r}: pv or pvh (no device model here)")
+        if self.type not in ("pv", "pvh", "hvm"):
+            raise ValueError(f"domain type {self.type!r}: pv, pvh or hvm")
         if self.memory_kib <= 0 or self.maxmem < self.memory_kib:
             raise ValueError("memory: positive, and maxmem at least memory")
         if not 1 <= self.vcpus <= self.vcpu_slots:
             raise ValueError("vcpus: at least 1, and max_vcpus at least vcpus")
+        if self.type == "hvm":
+            self._check_hvm()
+        elif self.videoram_kib:
+            raise ValueError("videoram: an HVM guest's (PV and PVH have none)")
+
+    def _check_hvm(self) -> None:
+        """libxl__domain_build_info_setdefault's refusals (and xl's, for boot)."""
+        traditional = self.device_model_version == "qemu-xen-traditional"
+        if self.device_model_version not in ("qemu-xen", "qemu-xen-traditional"):
+            raise ValueError(f"device model {self.device_model_version!r}")
+        if self.vga not in VIDEORAM_KIB or (traditional and self.vga == "qxl"):
+            raise ValueError(f"vga {self.vga!r}: cirrus, stdvga, none or qxl (qemu-xen)")
+        default = VIDEORAM_KIB[self.vga][traditional]
+        if self.videoram_kib is not None and self.videoram_kib < default and not (
+                traditional and self.vga == "cirrus"):  # libxl only warns there
+            raise ValueError(f"videoram: at least {default >> 10} MiB for {self.vga}")
+        if (self.firmware == "rombios") != traditional:
+            raise ValueError("bios: rombios goes with qemu-xen-traditional only")
+        if self.target_kib <= 0:
+            raise ValueError("memory: more than the video RAM")
+        if not _BOOT.match(self.boot) or self.vnc_display < 0:
+            raise ValueError("boot: letters of 'acdn'; vnc_display: 0 or more")
 
     @property
     def maxmem(self) -> int:
@@ -98,24 +163,64 @@ class DomainSpec:
         """How many ``~/cpu/<n>`` nodes there are (libxl's max_vcpus)."""
         return self.max_vcpus if self.max_vcpus is not None else self.vcpus
 
+    @property
+    def videoram(self) -> int:
+        """``~/memory/videoram`` in KiB: 0 but for HVM."""
+        if self.type != "hvm":
+            return 0
+        if self.videoram_kib is not None:
+            return self.videoram_kib
+        return VIDEORAM_KIB[self.vga][self.device_model_version == "qemu-xen-traditional"]
+
+    @property
+    def target_kib(self) -> int:
+        """``~/memory/target``: memory less what the device model keeps (video RAM, and
+        1 MiB when maxmem is above memory), as libxl__get_targetmem_fudge."""
+        fudge = MAXMEM_FUDGE_KIB if self.type == "hvm" and self.maxmem > self.memory_kib else 0
+        return self.memory_kib - self.videoram - fudge
+
+    @property
+    def firmware(self) -> str:
+        """HVM's ``~/hvmloader/bios``."""
+        if self.bios is not None:
+            return self.bios
+        return "rombios" if self.device_model_version == "qemu-xen-traditional" else "seabios"
+
+    @property
+    def dm_version(self) -> str:
+        """The device model's version as libxl writes it (``qemu_xen``...)."""
+        return self.device_model_version.replace("-", "_")
+
+    @property
+    def vnc_port(self) -> int:
+        """The TCP port of VNC display :attr:`vnc_display` (what qemu reports)."""
+        return 5900 + self.vnc_display
+
 
 @dataclass(frozen=True, slots=True)
 class DiskSpec:
-    """A virtual block device served by the ``phy`` backend (backend type ``vbd``).
+    """A virtual block device: frontend type ``vbd``, served by a backend libxl picks.
 
     As xl's disk parser does, a cdrom is read-only and removable, and an
-    empty one (no target) has the format ``empty``. libxl's phy backend takes
-    only ``raw`` images (disk_try_backend in libxl_device.c); other formats
-    would go to qemu's ``qdisk``, which has no place on a laptop.
+    empty one (no target) has the format ``empty``. libxl tries its backends
+    in order (libxl__device_disk_set_backend, disk_try_backend in
+    libxl_device.c): ``phy`` (the kernel's blkback, backend type ``vbd``, with
+    a hotplug script) takes raw images only; anything else goes to qemu's
+    ``qdisk`` (backend type ``qdisk``, no script), and so does every cdrom of
+    an HVM guest (libxl__device_disk_setdefault). :meth:`backend_for` says
+    which, once the domain's type is known.
     """
 
     vdev: str
-    #: The image or block device: the backend's ``params``.
+    #: The image or block device: the backend's ``params`` (for qdisk, after ``<format>:``).
     target: str
     mode: Literal["r", "w"] = "w"
-    format: Literal["raw", "empty"] = "raw"
+    format: Literal["raw", "qcow", "qcow2", "vhd", "qed", "empty"] = "raw"
+    #: None: libxl's choice; ``phy`` or ``qdisk`` insist (xl's backendtype=).
+    backend: Literal["phy", "qdisk"] | None = None
     backend_domid: int = 0
-    script: str = "block"
+    #: The phy backend's hotplug script; None: ``block``. qdisk takes none.
+    script: str | None = None
     cdrom: bool = False
     removable: bool = False
     #: ``discard-enable``: libxl's default is on for writable disks.
@@ -133,9 +238,16 @@ class DiskSpec:
             object.__setattr__(self, "removable", True)
             if not self.target:
                 object.__setattr__(self, "format", "empty")
-        if self.format not in ("raw", "empty") or (self.format == "empty") != (not self.target):
-            raise ValueError(f"disk {self.vdev}: the phy backend takes a raw image (or an "
-                             f"empty cdrom), not format {self.format!r}")
+        if self.format not in QDISK_FORMATS or (self.format == "empty") != (not self.target):
+            raise ValueError(f"disk {self.vdev}: format {self.format!r} with target "
+                             f"{self.target!r} (empty is an empty cdrom's)")
+        if self.backend not in (None, "phy", "qdisk"):
+            raise ValueError(f"disk {self.vdev}: backend {self.backend!r}: phy or qdisk")
+        if self.backend == "phy" and self.format != "raw":
+            raise ValueError(f"disk {self.vdev}: the phy backend takes a raw image, "
+                             f"not format {self.format!r}")
+        if self.script is not None and (self.format != "raw" or self.backend == "qdisk"):
+            raise ValueError(f"disk {self.vdev}: a script needs the phy backend (a raw image)")
 
     @property
     def devid(self) -> int:
@@ -146,10 +258,32 @@ class DiskSpec:
     def discard_enable(self) -> bool:
         return self.discard if self.discard is not None else self.mode == "w"
 
+    def backend_for(self, domain_type: str) -> Literal["phy", "qdisk"]:
+        """The backend libxl gives this disk in a domain of ``domain_type``."""
+        if self.cdrom and domain_type == "hvm":
+            if self.backend == "phy":
+                raise ValueError(f"disk {self.vdev}: an HVM guest's cdrom needs qdisk")
+            return "qdisk"
+        if self.backend is not None:
+            return self.backend
+        return "phy" if self.format == "raw" else "qdisk"
+
+    def params(self, backend: str) -> str:
+        """The backend's ``params``: the target, after its format for qdisk."""
+        if backend == "qdisk":
+            return f"{QDISK_FORMATS[self.format]}:{self.target}"
+        return self.target
+
 
 @dataclass(frozen=True, slots=True)
 class NicSpec:
-    """A virtual network interface (``vif``), bridged by the ``vif-bridge`` script."""
+    """A virtual network interface (``vif``), bridged by the ``vif-bridge`` script.
+
+    An HVM guest's nic made with the domain is also emulated by qemu as a
+    ``model`` card (libxl's nictype ``vif_ioemu``): the guest's firmware and
+    driverless kernels see that one, PV drivers the ``vif``. The model goes
+    to qemu's command line only; the backend's ``type`` says which kind.
+    """
 
     #: None: the next free number, as libxl picks it when the nic is added.
     devid: int | None = None
@@ -163,14 +297,32 @@ class NicSpec:
     #: (bytes per interval, interval in microseconds), written as ``rate``.
     rate: tuple[int, int] | None = None
     trusted: bool = True
+    #: HVM: the card qemu emulates (xl's ``model``; libxl's default rtl8139).
+    model: str = "rtl8139"
+    #: xl's ``type``: None is libxl's choice, ``ioemu`` for an HVM guest's nics
+    #: made with it and ``vif`` otherwise; ``ioemu`` is refused for PV and PVH.
+    type: Literal["vif", "ioemu"] | None = None
 
     def __post_init__(self) -> None:
+        if self.type not in (None, "vif", "ioemu"):
+            raise ValueError(f"nic type {self.type!r}: vif or ioemu")
         if not _MAC.match(self.mac):
             raise ValueError(f"not a MAC address: {self.mac!r}")
         object.__setattr__(self, "mac", self.mac.lower())  # libxl prints it %02hhx
         _check_domid(self.backend_domid, "backend domid", guest=False)
         if self.devid is not None and self.devid < 0:
             raise ValueError(f"nic devid {self.devid}: not a device number")
+
+    def nictype(self, domain_type: str, *, hotplug: bool = False) -> str:
+        """The backend's ``type`` as libxl__device_nic_setdefault picks it: ``vif_ioemu``
+        for an HVM guest's nic made with the domain, else ``vif``."""
+        if domain_type != "hvm":
+            if self.type == "ioemu":
+                raise ValueError("an emulated nic (type ioemu) needs an HVM guest")
+            return "vif"
+        if self.type is None:
+            return "vif" if hotplug else "vif_ioemu"
+        return "vif_ioemu" if self.type == "ioemu" else "vif"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,14 @@
         await host.remove_device(disk)       # waits for the backend's Closed
         await host.destroy_domain(5)
 
-The nodes and perms are :mod:`.layout`'s; this module does the I/O, each step
-in one transaction (retried on EAGAIN), and the waiting, always on a watch.
+An HVM guest is made in libxl's order: ``create_domain``, its disks,
+``add_console``, ``add_vkbd``, ``start_device_model`` (with the pid of the
+qemu that serves it, which must report ``running``), then its nics.
+
+The nodes and perms are :mod:`.layout`'s (and :mod:`.layout_hvm`'s); this
+module does the I/O, each step as libxl takes it: in one transaction (retried
+on EAGAIN), or request by request where libxl writes outside one; and the
+waiting, always on a watch.
 It keeps no state of its own: like ``xl``, whose every command is a fresh
 process, it finds domains and devices again in the store (``/libxl/<D>``).
 
@@ -20,7 +26,9 @@ Without a hypervisor, two things stand in for Xen: INTRODUCE after a domain's
 nodes are written (libxl__build_post's xs_introduce_domain; our daemon then
 opens the guest's socket and fires ``@introduceDomain``), and RELEASE where
 libxl would destroy the domain (after which xenstored would release it).
-Hotplug scripts are not run: the backend driver library plays them.
+Hotplug scripts are not run: the backend driver library plays them. Nor is
+qemu: whoever plays it passes its pid and writes its ``state``; the toolstack
+removes its directory at destroy but stops no process.
 """
 
 from __future__ import annotations
@@ -41,11 +49,17 @@ from xenstore.xenbus.layout import (
     Layout,
     console_layout,
     disk_layout,
-    domain_layout,
+    domain_steps,
     frontend_path,
     libxl_device_path,
     libxl_path,
     nic_layout,
+)
+from xenstore.xenbus.layout_hvm import (
+    device_model_dir,
+    device_model_layout,
+    vkbd_layout,
+    vnc_layout,
 )
 from xenstore.xenbus.paths import ROOT, DeviceAddress, XsPath, domain_home
 from xenstore.xenbus.specs import ConsoleSpec, DiskSpec, DomainSpec, NicSpec
@@ -53,8 +67,10 @@ from xenstore.xenbus.state import XenbusState
 
 __all__ = [
     "DESTROY_TIMEOUT",
+    "DEVICE_MODEL_START_TIMEOUT",
     "BackendTimeout",
     "DeviceExists",
+    "DeviceModelTimeout",
     "DomainExists",
     "NoSuchDomain",
     "Toolstack",
@@ -65,6 +81,8 @@ log = logging.getLogger("xenstore.xenbus.toolstack")
 
 #: How long libxl waits for a backend to close a device (LIBXL_DESTROY_TIMEOUT).
 DESTROY_TIMEOUT = 10.0
+#: How long libxl waits for qemu's ``running`` (LIBXL_DEVICE_MODEL_START_TIMEOUT).
+DEVICE_MODEL_START_TIMEOUT = 60.0
 
 
 class ToolstackError(Exception):
@@ -87,6 +105,10 @@ class BackendTimeout(ToolstackError, TimeoutError):
     """The backend did not close the device (or, in a driver domain, remove it) in time."""
 
 
+class DeviceModelTimeout(ToolstackError, TimeoutError):
+    """The device model did not report ``running`` in time."""
+
+
 Reader = AsyncClient | AsyncTransaction
 
 
@@ -97,7 +119,7 @@ async def _read(xs: Reader, path: str) -> bytes | None:
         return None
 
 
-async def _apply(t: AsyncTransaction, layout: Layout) -> None:
+async def _apply(t: Reader, layout: Layout) -> None:
     """Write a layout as libxl does: stale paths removed, then each node (perms where
     libxl sets them; the others inherit their parent's)."""
     for path in layout.replaces:
@@ -107,6 +129,23 @@ async def _apply(t: AsyncTransaction, layout: Layout) -> None:
         await t.write(entry.path, entry.value)
         if entry.explicit:
             await t.set_perms(entry.path, entry.perms)
+
+
+async def _write(xs: AsyncClient, layout: Layout) -> None:
+    """A layout in one transaction (retried), or request by request when not atomic."""
+    if layout.atomic:
+        await xs.retry(lambda t: _apply(t, layout))
+    else:
+        await _apply(xs, layout)
+
+
+async def _next_devid(t: AsyncTransaction, domid: int, kind: str) -> int:
+    """libxl__device_nextid: the last number listed in libxl's record, plus one."""
+    try:
+        listed = await t.directory(libxl_path(domid) / "device" / kind)
+    except errors.ENOENT:
+        listed = []
+    return int(listed[-1]) + 1 if listed else 0
 
 
 async def _path_cleanup(t: AsyncTransaction, path: XsPath) -> None:
@@ -143,7 +182,8 @@ class Toolstack:
     # -- domains ---------------------------------------------------------------
 
     async def create_domain(self, spec: DomainSpec) -> XsPath:
-        """Lay out a domain's home, ``/vm/<uuid>`` and ``/libxl/<D>``, then INTRODUCE it.
+        """Lay out a domain's home, ``/vm/<uuid>`` and ``/libxl/<D>`` in libxl's steps
+        (:func:`~xenstore.xenbus.layout.domain_steps`), then INTRODUCE it.
 
         Returns its home. Raises :class:`DomainExists` if the domid is
         introduced or another domain has the name (libxl__domain_rename).
@@ -151,12 +191,8 @@ class Toolstack:
         if await self._introduced(spec.domid):
             raise DomainExists(f"domain {spec.domid} exists")
         await self._check_name(spec)
-        layout = domain_layout(spec, self.clock())
-
-        async def work(t: AsyncTransaction) -> None:
-            await _apply(t, layout)
-
-        await self.xs.retry(work)
+        for step in domain_steps(spec, self.clock()):
+            await _write(self.xs, step)
         await self.xs.request(Op.INTRODUCE,
                               join(str(spec.domid), str(spec.store_gfn), str(spec.store_port)))
         return domain_home(spec.domid)
@@ -180,6 +216,7 @@ class Toolstack:
                              wait: float = DESTROY_TIMEOUT) -> list[DeviceAddress]:
         """Remove a domain's devices, its nodes, then the domain (``xl destroy``).
 
+        A device model's directory goes first (libxl__destroy_device_model).
         Devices are removed at once, each as :meth:`remove_device` with
         ``force``: a backend that does not close within ``wait`` seconds loses the
         device anyway. Returns those devices. Then, as libxl's
@@ -187,6 +224,10 @@ class Toolstack:
         RELEASE (for the hypervisor's destroy) closes the guest's connections
         and its socket and fires ``@releaseDomain``.
         """
+        if await _read(self.xs, domain_home(domid) / "image" / "device-model-pid") is not None:
+            # libxl__destroy_device_model, first (stopping the process is its owner's)
+            with contextlib.suppress(errors.ENOENT):
+                await self.xs.rm(device_model_dir(domid))
         forced: list[DeviceAddress] = []
 
         async def remove(address: DeviceAddress) -> None:
@@ -218,18 +259,26 @@ class Toolstack:
 
         return await self._add(domid, build)
 
-    async def add_nic(self, domid: int, nic: NicSpec) -> DeviceAddress:
-        """Add a ``vif`` (libxl_nic.c); without a devid, the next after the highest."""
+    async def add_nic(self, domid: int, nic: NicSpec, *, hotplug: bool = False
+                      ) -> DeviceAddress:
+        """Add a ``vif`` (libxl_nic.c); without a devid, the next after the highest.
+
+        ``hotplug``: added to a running guest (``xl network-attach``), which makes
+        an HVM guest's nic PV only (type ``vif``) unless its spec says ``ioemu``.
+        """
 
         async def build(t: AsyncTransaction, domain_type: str) -> Layout:
-            devid = nic.devid
-            if devid is None:  # libxl__device_nextid: the last listed, plus one
-                try:
-                    listed = await t.directory(libxl_path(domid) / "device" / "vif")
-                except errors.ENOENT:
-                    listed = []
-                devid = int(listed[-1]) + 1 if listed else 0
-            return nic_layout(domid, nic, devid)
+            devid = nic.devid if nic.devid is not None else await _next_devid(t, domid, "vif")
+            return nic_layout(domid, nic, devid, domain_type, hotplug=hotplug)
+
+        return await self._add(domid, build)
+
+    async def add_vkbd(self, domid: int, backend_domid: int = TOOLSTACK_DOMID
+                       ) -> DeviceAddress:
+        """Add the PV keyboard qemu serves an HVM guest (libxl_vkb.c), the next number."""
+
+        async def build(t: AsyncTransaction, domain_type: str) -> Layout:
+            return vkbd_layout(domid, await _next_devid(t, domid, "vkbd"), backend_domid)
 
         return await self._add(domid, build)
 
@@ -244,6 +293,30 @@ class Toolstack:
             return console_layout(domid, console)
 
         return await self._add(domid, build)
+
+    async def start_device_model(self, spec: DomainSpec, pid: int,
+                                 wait: float = DEVICE_MODEL_START_TIMEOUT) -> XsPath:
+        """Lay out ``spec``'s device model as libxl__spawn_local_dm does, ``pid`` being the
+        process that plays qemu; wait for its ``state`` = ``running``, then record
+        where its VNC server listens. Returns the device model's directory.
+
+        Raises :class:`DeviceModelTimeout` when nothing reports ``running`` within
+        ``wait`` seconds (the nodes stay, as libxl leaves them to the destroy).
+        """
+        await _write(self.xs, device_model_layout(spec, pid))
+        state = device_model_dir(spec.domid) / "state"
+
+        async def running() -> bool:
+            return await _read(self.xs, state) == b"running"
+
+        try:
+            with trio.fail_after(wait):
+                await self._wait_for(state, running)
+        except trio.TooSlowError:
+            raise DeviceModelTimeout(f"domain {spec.domid}'s device model did not report "
+                                     f"running within {wait:g} s") from None
+        await _write(self.xs, vnc_layout(spec))
+        return device_model_dir(spec.domid)
 
     async def _add(self, domid: int,
                    build: Callable[[AsyncTransaction, str], Awaitable[Layout]]) -> DeviceAddress:
