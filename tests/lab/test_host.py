@@ -103,3 +103,28 @@ async def test_reboot_makes_a_new_domain_with_the_same_name_and_uuid(
         assert again.domain.domid == 2 and again.domain.uuid == guest.domain.uuid
         assert again.domain.state is RunState.RUNNING
         await lab.destroy(2)
+
+
+async def test_an_hvm_guest_with_qcow2_and_cdrom_connects_through_qdisk(
+    host: tuple[Host, AsyncClient], tmp_path: Path,
+) -> None:
+    lab, xs = host
+    disk, iso = tmp_path / "win.qcow2", tmp_path / "win.iso"
+    disk.write_bytes(bytes(1 << 20))
+    iso.write_bytes(bytes(1 << 20))
+    hvm = GuestConfig(DomainSpec(1, "win-hvm", type="hvm", memory_kib=512 * 1024),
+                      disks=[DiskSpec("hda", str(disk), format="qcow2"),
+                             DiskSpec("hdc", str(iso), mode="r", cdrom=True)],
+                      nics=[NicSpec(bridge="Br0", mac="00:16:3e:00:00:02")])
+    with trio.fail_after(DEADLINE):
+        guest = await lab.create(hvm)
+        domid = guest.domain.domid
+        for vdev in ("hda", "hdc"):
+            address = DeviceAddress("vbd", domid, vdev_to_devid(vdev), 0, "qdisk")
+            await wait_states(xs, address, S.Connected, S.Connected)
+        assert (await xs.read(f"/local/domain/0/backend/qdisk/{domid}/"
+                              f"{vdev_to_devid('hda')}/params")).startswith(b"qcow2:")
+        cdrom = DeviceAddress("vbd", domid, vdev_to_devid("hdc"), 0, "qdisk")
+        assert await xs.read(cdrom.backend / "info") == b"7"  # read-only, removable cdrom
+        await lab.destroy(domid)
+        assert not await xs.exists(f"/local/domain/{domid}")

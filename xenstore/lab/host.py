@@ -115,6 +115,8 @@ class Host:
             self.nursery = nursery
             self.buses = {
                 "vbd": BackendBus(self.xs, 0, "vbd", Blkback),
+                # qemu's disk backend: libxl gives it qcow2 and the other image formats.
+                "qdisk": BackendBus(self.xs, 0, "qdisk", Blkback),
                 "vif": BackendBus(self.xs, 0, "vif",
                                   functools.partial(Netback, bridges=BRIDGES)),
             }

@@ -37,7 +37,7 @@ from xenstore import errors
 from xenstore.aclient import AsyncClient
 from xenstore.xenbus.device import End, PeerGone, Side, Value, XenbusError
 from xenstore.xenbus.observe import Snapshot, observe
-from xenstore.xenbus.paths import DeviceAddress, backend_dir
+from xenstore.xenbus.paths import FRONTEND_TYPE, DeviceAddress, backend_dir
 from xenstore.xenbus.rings import Reader, Ring, read_ring
 from xenstore.xenbus.state import XenbusState as S
 
@@ -239,8 +239,9 @@ class BackendBus:
                 continue
             for devid in devids:
                 if devid.isdigit():
-                    found.add(DeviceAddress(self.type, int(frontend_id), int(devid),
-                                            self.backend_id))
+                    found.add(DeviceAddress(FRONTEND_TYPE.get(self.type, self.type),
+                                            int(frontend_id), int(devid), self.backend_id,
+                                            self.type))
         return found
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

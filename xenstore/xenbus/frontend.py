@@ -206,10 +206,14 @@ async def frontend_address(xs: AsyncClient, directory: XsPath) -> DeviceAddress:
     backend_id = await xs.read(directory / "backend-id")
     if not backend_id.isdigit():
         raise XenbusError(f"{directory}/backend-id is not a domid: {backend_id!r}", 22)
-    address = DeviceAddress.of_frontend(directory, int(backend_id))
     backend = (await xs.read(directory / "backend")).decode("latin-1")
-    if backend != address.backend:
-        raise XenbusError(f"{directory}/backend is {backend}, not {address.backend}", 22)
+    try:  # the backend's own type may differ (qemu's qdisk serves a vbd)
+        address = DeviceAddress.of_backend(backend)
+    except ValueError:
+        raise XenbusError(f"{directory}/backend is not a backend path: {backend}", 22) from None
+    if address.frontend != directory or address.backend_id != int(backend_id):
+        raise XenbusError(f"{directory}/backend is {backend}, which serves "
+                          f"{address.frontend} of domain {address.backend_id}", 22)
     return address
 
 

@@ -117,6 +117,9 @@ class Blkback(BackendDriver):
             return {"physical-device": f"{RAMDISK_MAJOR:x}:{minor:x}",
                     "physical-device-path": f"/dev/ram{minor}"}
         params = (await self.end.read_own("params") or b"").decode("utf-8", "replace")
+        if self.end.address.backend_kind == "qdisk":
+            # qemu's backend reads "<format>:<path>" (libxl writes raw as "aio").
+            params = params.partition(":")[2]
         image = await trio.Path(params).resolve() if params else None
         if image is None or not await image.is_file():
             raise HotplugError(f"no such file: {params}")
