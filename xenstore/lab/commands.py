@@ -40,6 +40,7 @@ def domain_row(domain: Domain, now: float) -> dict[str, Any]:
     return {
         "name": domain.name, "domid": domain.domid, "uuid": domain.uuid, "type": domain.type,
         "memory_kib": domain.memory_kib, "maxmem_kib": domain.maxmem_kib,
+        "memory": domain.memory_kib,  # as the page reads it (KiB)
         "vcpus": domain.vcpus, "max_vcpus": domain.max_vcpus, "flags": domain.flags(),
         "state": domain.state.value, "cpu_time": round(domain.cpu_time(now), 1),
         "created": domain.created,
