@@ -67,3 +67,17 @@ def test_vdev_out_of_the_schemes(vdev: str) -> None:
                                   "xvdtq37", "xvdaa"])
 def test_devid_to_vdev_inverts(vdev: str) -> None:
     assert devid_to_vdev(vdev_to_devid(vdev)) == vdev
+
+
+def test_the_pure_parts_load_without_trio() -> None:
+    """Command-line tools (pyxl's config reader) use paths, states and vdev numbers:
+    importing them must not pull in trio."""
+    import subprocess
+    import sys
+
+    code = ("import sys, xenstore.xenbus.vdev, xenstore.xenbus.paths, xenstore.xenbus.state;"
+            "from xenstore.xenbus import vdev_to_devid, XenbusState;"
+            "print('trio' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"

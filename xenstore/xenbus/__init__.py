@@ -41,13 +41,38 @@ The pieces, module by module:
 - :mod:`.drivers`: example drivers (block, network, console).
 """
 
-from xenstore.xenbus.backend import BackendBus, BackendDriver, HotplugError, run_backend
-from xenstore.xenbus.device import End, PeerGone, Side, XenbusError
-from xenstore.xenbus.frontend import Frontend, FrontendBus, FrontendDriver, frontend_address
-from xenstore.xenbus.paths import DeviceAddress, XsPath, backend_dir, domain_home, frontend_dir
-from xenstore.xenbus.rings import Queue, Ring
-from xenstore.xenbus.state import XenbusState
-from xenstore.xenbus.vdev import devid_to_vdev, vdev_to_devid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xenstore.xenbus.backend import BackendBus, BackendDriver, HotplugError, run_backend
+    from xenstore.xenbus.device import End, PeerGone, Side, XenbusError
+    from xenstore.xenbus.frontend import Frontend, FrontendBus, FrontendDriver, frontend_address
+    from xenstore.xenbus.paths import DeviceAddress, XsPath, backend_dir, domain_home, frontend_dir
+    from xenstore.xenbus.rings import Queue, Ring
+    from xenstore.xenbus.state import XenbusState
+    from xenstore.xenbus.vdev import devid_to_vdev, vdev_to_devid
+
+#: Where each public name lives: imported on first use, so that the pure parts
+#: (paths, states, vdev numbers) load without trio, for quick command-line tools.
+_HOMES = {
+    "BackendBus": "backend", "BackendDriver": "backend", "HotplugError": "backend",
+    "run_backend": "backend", "End": "device", "PeerGone": "device", "Side": "device",
+    "XenbusError": "device", "Frontend": "frontend", "FrontendBus": "frontend",
+    "FrontendDriver": "frontend", "frontend_address": "frontend",
+    "DeviceAddress": "paths", "XsPath": "paths", "backend_dir": "paths",
+    "domain_home": "paths", "frontend_dir": "paths", "Queue": "rings", "Ring": "rings",
+    "XenbusState": "state", "devid_to_vdev": "vdev", "vdev_to_devid": "vdev",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _HOMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xenstore.xenbus' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"xenstore.xenbus.{module}"), name)
+
 
 __all__ = [
     "BackendBus",
