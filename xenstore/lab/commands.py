@@ -25,11 +25,13 @@ import trio
 
 from xenstore import errors
 from xenstore.lab.consoled import ConsoleLog
+from xenstore.lab.devices import DeviceCommands
 from xenstore.lab.host import Guest, Host
 from xenstore.lab.rpc import HOST_NODE, MAX_LINE, HostClient, encode
 from xenstore.lab.saved import read_save_file, write_save_file
 from xenstore.lab.xen import Domain, LabError
 from xenstore.xenbus.paths import domain_home
+from xenstore.xenbus.toolstack import ToolstackError
 
 log = logging.getLogger("xenstore.lab")
 
@@ -62,6 +64,13 @@ class Commands:
             "migrate_receive": self.migrate_receive, "rename": self.rename,
             "console": self.console,
         }
+        devices = DeviceCommands(host)
+        self.handlers.update({
+            "create": devices.create, "block_attach": devices.block_attach,
+            "block_detach": devices.block_detach, "block_list": devices.block_list,
+            "network_attach": devices.network_attach,
+            "network_detach": devices.network_detach, "network_list": devices.network_list,
+        })
 
     def _guest(self, args: dict[str, Any]) -> Guest:
         return self.host.guest(str(args["domain"]))
@@ -339,7 +348,7 @@ class Server:
             if isinstance(result, ConsoleStream):
                 return result
             return {"ok": True, "result": result}
-        except LabError as exc:
+        except (LabError, ToolstackError) as exc:
             return {"ok": False, "error": str(exc)}
         except (KeyError, ValueError, TypeError) as exc:
             return {"ok": False, "error": f"bad request: {exc!r}"}
