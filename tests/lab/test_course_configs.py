@@ -110,3 +110,35 @@ async def test_a_bad_config_gets_xls_message(
     commands = lab[0]
     with pytest.raises(LabError, match=message.replace("(", r"\(").replace("?", r"\?")):
         await call(commands, "create", config=text, path="/tmp/bad.cfg")
+
+
+async def test_an_hvm_guest_without_pv_drivers_needs_the_acpi_button(
+    lab: tuple[Commands, AsyncClient, str],
+) -> None:
+    """The course's exercise of a guest that never acknowledges shutdown: an HVM guest
+    with xen_platform_pci = 0 has no PV control interface; xl shutdown says so, and
+    shutdown -F presses the ACPI power button, which it does answer."""
+    commands, xs, examples = lab
+    path = os.path.join(examples, "win-hvm.cfg")
+    with trio.fail_after(DEADLINE):
+        text = await trio.Path(path).read_text()
+        created = await call(commands, "create", config=text, path=path,
+                             overrides=["xen_platform_pci=0"])
+        domid = created["domid"]
+        guest = commands.host.guest(str(domid))
+        assert guest.kernel is not None
+        await guest.kernel.booted.wait()
+        # libxl made the node for the guest; a kernel without PV drivers never says "1"
+        assert await xs.read(f"/local/domain/{domid}/control/feature-poweroff") == b""
+        with pytest.raises(LabError, match=r'(?s)PV control interface not available.*Use "-F"'):
+            await call(commands, "shutdown", domain="win-hvm")
+        # Paused, it answers nothing; unpaused, the button works.
+        await call(commands, "pause", domain="win-hvm")
+        asked = await call(commands, "shutdown", domain="win-hvm", fallback=True)
+        assert asked == {"domids": [domid]}
+        with trio.move_on_after(0.3):
+            await guest.down.wait()
+        assert not guest.down.is_set()
+        await call(commands, "unpause", domain="win-hvm")
+        await call(commands, "wait_gone", domids=[domid])
+        assert guest.reason == "poweroff" and not await xs.exists(f"/local/domain/{domid}")

@@ -101,12 +101,15 @@ class Commands:
                 advertised = await self.host.xs.read(home / "control" / f"feature-{feature}")
             except errors.ENOENT:
                 advertised = b""
-            if advertised != b"1" and not args.get("fallback"):
+            if advertised == b"1":
+                await self.host.xs.write(home / "control" / "shutdown", reason)
+            elif args.get("fallback") and guest.spec.type == "hvm":
+                self.host.acpi(guest, reason)  # libxl: an ACPI power or reset event
+            else:
                 raise LabError("PV control interface not available: external graceful "
                                f"{'reboot' if reason == 'reboot' else 'shutdown'} not "
                                "possible.\nUse \"-F\" to fallback to ACPI "
                                f"{'reset' if reason == 'reboot' else 'power'} event.")
-            await self.host.xs.write(home / "control" / "shutdown", reason)
             asked.append(guest.domain.domid)
         return {"domids": asked}
 
@@ -124,11 +127,11 @@ class Commands:
         return {}
 
     async def pause(self, args: dict[str, Any]) -> Any:
-        self.host.xen.pause(self._guest(args).domain.domid)
+        self.host.pause(self._guest(args))
         return {}
 
     async def unpause(self, args: dict[str, Any]) -> Any:
-        self.host.xen.unpause(self._guest(args).domain.domid)
+        self.host.unpause(self._guest(args))
         return {}
 
     async def mem_set(self, args: dict[str, Any]) -> Any:

@@ -16,7 +16,7 @@ from xenstore import errors
 from xenstore.aclient import AsyncClient
 from xenstore.lab.host import Guest, GuestConfig, Host
 from xenstore.lab.xen import LabError
-from xenstore.lab.xlcfg import ConfigError
+from xenstore.lab.xlcfg import ConfigError, parse_text, with_overrides
 from xenstore.lab.xlconf import read_global
 from xenstore.lab.xlconfig import load_text
 from xenstore.xenbus.paths import DeviceAddress
@@ -29,10 +29,15 @@ def guest_config(text: str, path: str, overrides: list[str]) -> tuple[GuestConfi
     try:
         config = load_text(text, path, overrides, conf=read_global(), check_files=True)
         specs = config.to_specs(domid=1)  # the hypervisor picks the real one
+        # xen_platform_pci = 0: an HVM guest without the device PV drivers need.
+        platform = parse_text(with_overrides(text, overrides), path).get_long(
+            "xen_platform_pci")
     except ConfigError as exc:
         raise LabError(exc.message) from None
+    pv_drivers = not (config.type == "hvm" and platform == 0)
     return (GuestConfig(specs.domain, list(specs.disks), list(specs.nics), config.on_poweroff,
-                        config.on_reboot, config.on_crash), list(config.warnings))
+                        config.on_reboot, config.on_crash, pv_drivers),
+            list(config.warnings))
 
 
 def _one_entry(guest: Guest, key: str, spec: str, source: str) -> Any:

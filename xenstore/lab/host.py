@@ -61,8 +61,9 @@ class GuestConfig:
     on_poweroff: str = "destroy"
     on_reboot: str = "restart"
     on_crash: str = "destroy"
-    #: The kernel answers control/shutdown (a guest without PV drivers does not).
-    pv_shutdown: bool = True
+    #: The guest has PV drivers (frontends, control/shutdown); an HVM guest with
+    #: ``xen_platform_pci = 0`` has not.
+    pv_drivers: bool = True
 
 
 @dataclass
@@ -178,7 +179,7 @@ class Host:
                         functools.partial(self.xen.set_vcpus, domid)),
             PrimaryConsole(ConsoleRing(page), channel),
             memory_kib=guest.domain.memory_kib, vcpus=guest.domain.vcpus,
-            pv_shutdown=guest.config.pv_shutdown, resumed=resumed)
+            pv_drivers=guest.config.pv_drivers, resumed=resumed)
         guest.console = open_console(self.grants, domid, ref, channel.port)
         return ConsoleSpec(devid=0, ring_ref=ref, port=channel.port)
 
@@ -261,6 +262,23 @@ class Host:
 
         await self.xs.retry(work)
         guest.domain.name = name
+
+    def pause(self, guest: Guest) -> None:
+        self.xen.pause(guest.domain.domid)
+        if guest.kernel is not None:
+            guest.kernel.pause()
+
+    def unpause(self, guest: Guest) -> None:
+        self.xen.unpause(guest.domain.domid)
+        if guest.kernel is not None:
+            guest.kernel.unpause()
+
+    def acpi(self, guest: Guest, reason: str) -> None:
+        """The platform's power (or reset) button, which ``xl shutdown -F`` presses."""
+        if guest.kernel is None or guest.kernel.acpi is None:
+            raise LabError(f"domain {guest.domain.domid} has no ACPI")
+        with contextlib.suppress(trio.WouldBlock):  # pressed already: more than enough
+            guest.kernel.acpi.send_nowait(reason)
 
     async def destroy(self, domid: int) -> None:
         """``xl destroy``: the guest stops at once; its devices and nodes go; RELEASE."""

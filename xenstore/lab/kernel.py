@@ -86,22 +86,38 @@ class GuestKernel:
     console: PrimaryConsole | None = None
     memory_kib: int = 0
     vcpus: int = 1
-    #: Respond to control/shutdown (a kernel without PV drivers never does).
-    pv_shutdown: bool = True
+    #: It has PV drivers: frontends, control/shutdown (an HVM guest with
+    #: xen_platform_pci=0 has neither: only the ACPI power button reaches it).
+    pv_drivers: bool = True
     #: Restored or migrated: it resumes where it was instead of booting.
     resumed: bool = False
     #: Set once the kernel has booted (its features written).
     booted: trio.Event = field(default_factory=trio.Event)
+    #: Set while the domain may run: a paused domain acts on nothing until unpaused.
+    running: trio.Event = field(default_factory=trio.Event)
+    #: ACPI events from the (emulated) platform: the power button, with -F.
+    acpi: trio.MemorySendChannel[str] | None = None
+    _acpi_in: trio.MemoryReceiveChannel[str] | None = None
     buses: list[FrontendBus] = field(default_factory=list)
 
     @property
     def home(self) -> str:
         return domain_home(self.domid)
 
+    def __post_init__(self) -> None:
+        self.running.set()
+        self.acpi, self._acpi_in = trio.open_memory_channel[str](4)
+
+    def pause(self) -> None:
+        self.running = trio.Event()
+
+    def unpause(self) -> None:
+        self.running.set()
+
     async def run(self) -> None:
         async with open_client(self.socket_path) as xs, trio.open_nursery() as nursery:
             grants, ports = Numbers.grant_refs(), Numbers.ports()
-            self.buses = [
+            self.buses = [] if not self.pv_drivers else [
                 FrontendBus(xs, self.domid, "vbd",
                             functools.partial(Blkfront, grants=grants, ports=ports)),
                 FrontendBus(xs, self.domid, "vif",
@@ -123,12 +139,38 @@ class GuestKernel:
 
     async def _advertise(self, xs: AsyncClient) -> None:
         """control/feature-*: what this kernel answers (libxl gives the guest these nodes)."""
-        if self.pv_shutdown:
+        if self.pv_drivers:
             for feature in ("poweroff", "reboot", "suspend"):
                 with contextlib.suppress(errors.EACCES):
                     await xs.write(f"{self.home}/control/feature-{feature}", "1")
 
     async def _wait_for_shutdown(self, xs: AsyncClient) -> str:
+        """A shutdown request: through control/shutdown (PV drivers), or the ACPI power
+        button (the platform's, which any kernel answers)."""
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                found: list[str] = []
+
+                async def acpi() -> None:
+                    assert self._acpi_in is not None
+                    request = await self._acpi_in.receive()
+                    await self.running.wait()
+                    found.append(request)
+                    scope.cancel()
+
+                async def pv() -> None:
+                    found.append(await self._pv_request(xs))
+                    scope.cancel()
+
+                nursery.start_soon(acpi)
+                nursery.start_soon(pv)
+        if self.console is not None:
+            with contextlib.suppress(Exception):
+                await self.console.write(f"\r\nThe system is going down for "
+                                         f"{found[0]} NOW!\r\n".encode())
+        return found[0]
+
+    async def _pv_request(self, xs: AsyncClient) -> str:
         path = f"{self.home}/control/shutdown"
         async with xs.watch(path) as events:
             async for _ in events:
@@ -136,14 +178,11 @@ class GuestKernel:
                     request = (await xs.read(path)).decode()
                 except errors.ENOENT:
                     continue
-                if not self.pv_shutdown or request not in SHUTDOWN_REQUESTS:
+                if not self.pv_drivers or request not in SHUTDOWN_REQUESTS:
                     continue
+                await self.running.wait()  # a paused guest acknowledges once unpaused
                 await xs.write(path, "")  # the acknowledgement libxl waits for
                 log.info("domain %d: shutdown request %r", self.domid, request)
-                if self.console is not None:
-                    with contextlib.suppress(Exception):
-                        await self.console.write(f"\r\nThe system is going down for "
-                                                 f"{request} NOW!\r\n".encode())
                 return "poweroff" if request == "halt" else request
         raise ConnectionResetError("the guest's connection closed")
 
@@ -162,6 +201,7 @@ class GuestKernel:
             async for _ in events:
                 with contextlib.suppress(errors.ENOENT, ValueError):
                     target = int(await xs.read(path))
+                    await self.running.wait()
                     await trio.sleep(BALLOON_DELAY)
                     self.memory_kib = target
                     self.calls.memory(target)

@@ -28,7 +28,7 @@ def config_record(config: GuestConfig) -> dict[str, Any]:
         "disks": [dataclasses.asdict(d) for d in config.disks],
         "nics": [dataclasses.asdict(n) for n in config.nics],
         "on_poweroff": config.on_poweroff, "on_reboot": config.on_reboot,
-        "on_crash": config.on_crash, "pv_shutdown": config.pv_shutdown,
+        "on_crash": config.on_crash, "pv_drivers": config.pv_drivers,
     }
 
 
@@ -41,7 +41,7 @@ def config_from(record: dict[str, Any]) -> GuestConfig:
     return GuestConfig(DomainSpec(**record["domain"]),
                        [DiskSpec(**d) for d in record["disks"]], nics,
                        record["on_poweroff"], record["on_reboot"], record["on_crash"],
-                       record["pv_shutdown"])
+                       record["pv_drivers"])
 
 
 def state_record(config: GuestConfig, memory_kib: int, vcpus: int,
