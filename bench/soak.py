@@ -69,8 +69,10 @@ POKE_RATE = 20.0  # the toolstack's writes to a live domain's memory/target
 FAN_WATCHERS = 128
 SPECIAL_WATCHERS = 8  # on @introduceDomain, and as many on @releaseDomain
 DATA_DIRS, DATA_KEYS = 20, 10  # /soak/data/d<i>/k<j>
-DOMID_FIRST, DOMID_SPAN = 1, 400  # domains churn through these ids
-FLASH_DOMID = 900  # introduced and released in one pipelined send, no guest
+#: Domids count up from 1 and wrap before the reserved ids, as Xen's do: a domid comes
+#: back only after 32,000 domains, so state a released domain leaves behind accumulates
+#: (with ids reused every few minutes, such a leak would level off and hide).
+DOMID_FIRST, DOMID_SPAN = 1, 32000
 
 
 # --------------------------------------------------------------------------------------
@@ -318,7 +320,7 @@ class Toolstack:
 
     def flash(self) -> None:
         """INTRODUCE, INTRODUCE, RELEASE of a domain with no guest, in one send."""
-        domid = str(FLASH_DOMID + self.rng.randrange(50))
+        domid = str(self.pick_domid())
         conn = Conn(self.opts.socket)
         try:
             intro = (Op.INTRODUCE, join(domid, "4096", "1"), 0)
@@ -411,6 +413,8 @@ class Guest:
             self.stats.add("guest ops", len(ids))
             while pacer.wait():
                 self.step(conn)
+            while True:  # the end of the run: the toolstack releases every domain
+                conn.feed()
         except Closed as exc:
             # The toolstack clears ``introduced`` before it sends RELEASE: a connection
             # closed while the domain still lives was not closed by a release.
@@ -799,6 +803,20 @@ def total_ops(workers: list[Started]) -> tuple[int, dict[str, int], int]:
     return ops, counts, errs
 
 
+def daemon_state(socket_path: str) -> dict[str, int]:
+    """What the daemon holds (CONTROL memreport, written to a file beside its socket):
+    nodes, saved versions, watches, connections, transactions, domains, tasks..."""
+    path = os.path.join(os.path.dirname(socket_path), "memreport")
+    try:
+        with Client(stream=connect(socket_path)) as xs:
+            xs.control("memreport", path)
+        with open(path) as f:
+            pairs = [line.rsplit(":", 1) for line in f.read().splitlines() if ":" in line]
+    except (OSError, errors.XenStoreError):
+        return {}
+    return {name.strip(): int(value) for name, value in pairs if value.strip().isdigit()}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -855,7 +873,7 @@ def measure(opts: argparse.Namespace, daemon: Started, workers: list[Started],
                 "load_cpu_pct_by": {name: round(100 * (gen[name] - last_gen[name])
                                                 / opts.period, 1) for name in gen},
                 "errors": errs - last_errs, "log_lines": len(lines) - last_lines,
-                "counts": counts,
+                "counts": counts, "daemon_state": daemon_state(prober.socket_path),
             }
             periods.append(record)
             print(row(record), flush=True)
@@ -867,14 +885,16 @@ def measure(opts: argparse.Namespace, daemon: Started, workers: list[Started],
 
 
 HEADER = ("| min | ops/s | RSS MiB (max) | fds (max) | probe p50 ms | p99 ms | daemon CPU % "
-          "| load CPU % | errors |\n|---|---|---|---|---|---|---|---|---|")
+          "| load CPU % | nodes | tasks | errors |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def row(r: dict[str, Any]) -> str:
     minute = r["end_s"] / 60
+    state = r.get("daemon_state", {})
     return (f"| {minute:.2f} | {r['ops_per_s']:.0f} | {r['rss_mib']:.1f} ({r['rss_max_mib']:.1f}) "
             f"| {r['fds']:.0f} ({r['fds_max']}) | {r['probe_p50_ms']} | {r['probe_p99_ms']} "
-            f"| {r['daemon_cpu_pct']} | {r['load_cpu_pct']} | {r['errors']} |")
+            f"| {r['daemon_cpu_pct']} | {r['load_cpu_pct']} | {state.get('nodes', '')} "
+            f"| {state.get('tasks', '')} | {r['errors']} |")
 
 
 def verdict(periods: list[dict[str, Any]], checks: list[tuple[str, bool]]) -> tuple[bool, str]:
@@ -948,6 +968,16 @@ def final_checks(daemon: Started, socket_path: str, workers: list[Started],
     return checks, info
 
 
+def tree_version() -> str:
+    """The commit of the code under test (``-dirty``: with uncommitted changes)."""
+    try:
+        return subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)),
+                               "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def conductor_main(opts: argparse.Namespace) -> int:
     raise_fd_limit()
     directory = short_tempdir()
@@ -958,9 +988,10 @@ def conductor_main(opts: argparse.Namespace) -> int:
     with Processes() as stack:
         daemon = start_daemon(python, directory)
         stack.callback(daemon.stop)
-        print(f"soak: pyxenstored pid {daemon.proc.pid} in {directory}, seed {opts.seed}, "
-              f"{opts.minutes} min in periods of {opts.period:g} s, load x{opts.load:g}",
-              flush=True)
+        version = tree_version()
+        print(f"soak: pyxenstored pid {daemon.proc.pid} ({version}) in {directory}, seed "
+              f"{opts.seed}, {opts.minutes} min in periods of {opts.period:g} s, load "
+              f"x{opts.load:g}", flush=True)
         with Client(stream=connect(socket_path)) as xs:
             xs.write("/local/domain/0/name", "Domain-0")  # as on a host: /local/domain exists
             xs.write("/soak/probe", "probe")
@@ -996,6 +1027,7 @@ def conductor_main(opts: argparse.Namespace) -> int:
         if opts.json:
             with open(opts.json, "w") as f:
                 json.dump({"seed": opts.seed, "minutes": opts.minutes, "period_s": opts.period,
+                           "version": version,
                            "load": opts.load, "periods": periods, "checks": checks,
                            "passed": passed, "info": info}, f, indent=1)
     if passed:
