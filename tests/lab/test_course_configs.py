@@ -135,7 +135,7 @@ async def test_an_hvm_guest_without_pv_drivers_needs_the_acpi_button(
         # Paused, it answers nothing; unpaused, the button works.
         await call(commands, "pause", domain="win-hvm")
         asked = await call(commands, "shutdown", domain="win-hvm", fallback=True)
-        assert asked == {"domids": [domid]}
+        assert asked == {"domids": [domid], "acpi": True}
         with trio.move_on_after(0.3):
             await guest.down.wait()
         assert not guest.down.is_set()

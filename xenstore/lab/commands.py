@@ -24,11 +24,12 @@ from typing import Any
 import trio
 
 from xenstore import errors
+from xenstore.aclient import AsyncTransaction
 from xenstore.lab.consoled import ConsoleLog
 from xenstore.lab.devices import DeviceCommands
 from xenstore.lab.host import Guest, Host
 from xenstore.lab.rpc import HOST_NODE, MAX_LINE, HostClient, encode
-from xenstore.lab.saved import read_save_file, write_save_file
+from xenstore.lab.saved import config_record, read_save_file, write_save_file
 from xenstore.lab.xen import Domain, LabError
 from xenstore.xenbus.paths import domain_home
 from xenstore.xenbus.toolstack import ToolstackError
@@ -81,7 +82,15 @@ class Commands:
         domains = sorted(self.host.xen.domains.values(), key=lambda d: d.domid)
         if wanted:
             domains = [self.host.xen.find(str(name)) for name in wanted]
-        return [domain_row(d, now) for d in domains]
+        rows = []
+        for domain in domains:
+            row = domain_row(domain, now)
+            guest = self.host.guests.get(domain.domid)
+            if guest is not None:  # for list -l and top
+                row["config"] = config_record(guest.config)
+                row["vbds"], row["nets"] = len(guest.config.disks), len(guest.config.nics)
+            rows.append(row)
+        return rows
 
     async def destroy(self, args: dict[str, Any]) -> Any:
         guest = self._guest(args)
@@ -94,6 +103,7 @@ class Commands:
         reason = str(args.get("reason", "poweroff"))
         guests = [g for g in self.host.guests.values()] if args.get("all") else [self._guest(args)]
         asked = []
+        acpi = False
         for guest in guests:
             home = domain_home(guest.domain.domid)
             feature = "reboot" if reason == "reboot" else "poweroff"
@@ -105,25 +115,25 @@ class Commands:
                 await self.host.xs.write(home / "control" / "shutdown", reason)
             elif args.get("fallback") and guest.spec.type == "hvm":
                 self.host.acpi(guest, reason)  # libxl: an ACPI power or reset event
+                acpi = True
             else:
                 raise LabError("PV control interface not available: external graceful "
                                f"{'reboot' if reason == 'reboot' else 'shutdown'} not "
                                "possible.\nUse \"-F\" to fallback to ACPI "
                                f"{'reset' if reason == 'reboot' else 'power'} event.")
             asked.append(guest.domain.domid)
-        return {"domids": asked}
+        return {"domids": asked, "acpi": acpi}
 
     async def wait_gone(self, args: dict[str, Any]) -> Any:
         """Until each of the domains is destroyed (xl shutdown -w); or shut down, with
         ``down``."""
-        events = []
-        for domid in args["domids"]:
-            guest = self.host.guests.get(int(domid))
-            if guest is not None:
-                events.append(guest.down if args.get("down") else guest.gone)
+        guests = [g for g in (self.host.guests.get(int(d)) for d in args["domids"]) if g]
         with trio.fail_after(float(args.get("timeout", 60))):
-            for event in events:
-                await event.wait()
+            for guest in guests:
+                if args.get("down"):
+                    await _first(guest.down, guest.gone)  # destroyed counts as down
+                else:
+                    await guest.gone.wait()
         return {}
 
     async def pause(self, args: dict[str, Any]) -> Any:
@@ -135,38 +145,43 @@ class Commands:
         return {}
 
     async def mem_set(self, args: dict[str, Any]) -> Any:
-        guest = self._guest(args)
+        domain = self.host.xen.find(str(args["domain"]))
         kib = int(args["kib"])
-        if kib > guest.domain.maxmem_kib:
+        if kib > domain.maxmem_kib:
             raise LabError(f"memory_dynamic_max must be less than or equal to "
-                           f"memory_static_max ({kib} KiB > {guest.domain.maxmem_kib} KiB)")
-        await self.host.xs.write(domain_home(guest.domain.domid) / "memory" / "target",
-                                 str(kib))
+                           f"memory_static_max ({kib} KiB > {domain.maxmem_kib} KiB)")
+        await self.host.xs.write(domain_home(domain.domid) / "memory" / "target", str(kib))
+        if domain.domid == 0:  # dom0 balloons at once: its kernel is the host's
+            self.host.xen.set_memory(0, kib)
         return {}
 
     async def mem_max(self, args: dict[str, Any]) -> Any:
-        guest = self._guest(args)
+        domain = self.host.xen.find(str(args["domain"]))
         kib = int(args["kib"])
-        if kib < guest.domain.memory_kib:
+        if kib < domain.memory_kib:
             raise LabError(f"cannot set the maximum below the current memory "
-                           f"({guest.domain.memory_kib} KiB)")
-        self.host.xen.set_maxmem(guest.domain.domid, kib)
-        await self.host.xs.write(domain_home(guest.domain.domid) / "memory" / "static-max",
-                                 str(kib))
+                           f"({domain.memory_kib} KiB)")
+        self.host.xen.set_maxmem(domain.domid, kib)
+        await self.host.xs.write(domain_home(domain.domid) / "memory" / "static-max", str(kib))
         return {}
 
     async def vcpu_set(self, args: dict[str, Any]) -> Any:
-        guest = self._guest(args)
+        domain = self.host.xen.find(str(args["domain"]))
         count = int(args["vcpus"])
-        if count > guest.domain.max_vcpus:
+        if count > domain.max_vcpus:
             raise LabError(f"Requested vcpus ({count}) exceeds the domain's maximum "
-                           f"(maxvcpus {guest.domain.max_vcpus})")
+                           f"(maxvcpus {domain.max_vcpus})")
         if count < 1:
             raise LabError("Invalid argument: a domain needs at least one vCPU")
-        cpu = domain_home(guest.domain.domid) / "cpu"
-        async with self.host.xs.transaction() as t:
-            for n in range(guest.domain.max_vcpus):
+        cpu = domain_home(domain.domid) / "cpu"
+
+        async def work(t: AsyncTransaction) -> None:
+            for n in range(domain.max_vcpus):
                 await t.write(cpu / n / "availability", "online" if n < count else "offline")
+
+        await self.host.xs.retry(work)
+        if domain.domid == 0:
+            self.host.xen.set_vcpus(0, count)
         return {}
 
     async def save(self, args: dict[str, Any]) -> Any:
@@ -175,8 +190,10 @@ class Commands:
         record = await self.host.suspend(guest)
         await trio.to_thread.run_sync(write_save_file, str(args["file"]), record)
         await self.host.destroy(guest.domain.domid)
-        if args.get("checkpoint"):
+        if args.get("checkpoint") or args.get("leave_paused"):
             restored = await self.host.restore(record)
+            if args.get("leave_paused"):
+                self.host.pause(restored)
             return {"domid": restored.domain.domid}
         return {}
 
@@ -236,6 +253,16 @@ class Commands:
 
     async def domname(self, args: dict[str, Any]) -> Any:
         return self.host.xen.domain(int(args["domid"])).name
+
+
+async def _first(*events: trio.Event) -> None:
+    """Until any one of ``events`` is set."""
+    async with trio.open_nursery() as nursery:
+        for event in events:
+            async def wait(event: trio.Event = event) -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()
+            nursery.start_soon(wait)
 
 
 class ConsoleStream:

@@ -43,6 +43,11 @@ class ShutdownReason(enum.Enum):
     CRASH = "crash"
 
 
+#: xl list's fifth State letter for each shutdown reason.
+REASON_LETTERS = {ShutdownReason.POWEROFF: "-", ShutdownReason.REBOOT: "r",
+                  ShutdownReason.SUSPEND: "s", ShutdownReason.CRASH: "c"}
+
+
 @dataclass(slots=True, eq=False)
 class Domain:
     domid: int
@@ -68,8 +73,9 @@ class Domain:
         return self.cpu_seconds
 
     def flags(self) -> str:
-        """``xl list``'s State column: r running, b blocked, p paused, s shutdown,
-        c crashed, d dying (a running guest idles, so it shows blocked)."""
+        """``xl list``'s State column: r running, b blocked, p paused, s shutdown (and
+        its reason: r reboot, s suspend, c crash), d dying; a running guest idles, so it
+        shows blocked."""
         letters = ["-"] * 6
         if self.domid == 0:
             letters[0] = "r"  # dom0 is the one running the toolstack
@@ -77,10 +83,10 @@ class Domain:
             letters[1] = "b"
         elif self.state is RunState.PAUSED:
             letters[2] = "p"
-        elif self.shutdown_reason is ShutdownReason.CRASH:
-            letters[4] = "c"
         elif self.state is RunState.SHUTDOWN:
+            # xl: "s", then the reason's letter from "-rscwS" (poweroff shows none).
             letters[3] = "s"
+            letters[4] = REASON_LETTERS[self.shutdown_reason or ShutdownReason.POWEROFF]
         else:
             letters[5] = "d"
         return "".join(letters)
@@ -197,7 +203,7 @@ class Xen:
         self.domain(domid).maxmem_kib = maxmem_kib
 
     def set_vcpus(self, domid: int, vcpus: int) -> None:
-        domain = self._guest(domid)
+        domain = self.domain(domid)
         if not 1 <= vcpus <= domain.max_vcpus:
             raise LabError(f"Requested vcpus ({vcpus}) outside 1..{domain.max_vcpus} "
                            "(maxvcpus)")
