@@ -43,11 +43,21 @@ class Perm(NamedTuple):
 Perms = tuple[Perm, ...]
 
 _interned: dict[Perms, Perms] = {}
+#: How many distinct permission lists are kept for sharing. Sharing only saves memory
+#: (nodes hold their own reference), so past this the table starts afresh: a guest
+#: setting ever new lists (within its quotas) must not grow the daemon for ever.
+INTERN_MAX = 4096
 
 
 def intern(perms: Perms) -> Perms:
-    """The shared instance equal to ``perms``."""
-    return _interned.setdefault(perms, perms)
+    """The shared instance equal to ``perms`` (while the table holds it)."""
+    shared = _interned.get(perms)
+    if shared is not None:
+        return shared
+    if len(_interned) >= INTERN_MAX:
+        _interned.clear()
+    _interned[perms] = perms
+    return perms
 
 
 def owner_only(domid: int) -> Perms:

@@ -553,3 +553,25 @@ async def test_xsa420_a_length_that_desyncs_the_stream_closes_only_that_guest(
                 sock.close()
         nursery.cancel_scope.cancel()
 
+
+
+def test_new_permission_lists_do_not_grow_the_daemon_for_ever() -> None:
+    """Found by the soak benchmark (XSA-326 class): every distinct permission list a guest
+    set stayed in a sharing table for ever, outside its quotas (~7 MiB a minute at the
+    default write rate). The table is bounded now; the tree is unchanged."""
+    from xenstore import perms
+    from xenstore.daemon.core import Server
+    from xenstore.protocol.codec import Packet
+    from xenstore.protocol.ops import Op
+
+    server = Server()
+    dom0 = server.connect()
+    server.handle(dom0, Packet(Op.WRITE, 1, 0, b"/x\0"))
+    for n in range(3 * perms.INTERN_MAX):
+        payload = b"/x\0n0\0r%d\0r%d\0" % (n % 30000 + 1, n // 30000 + 1)
+        server.handle(dom0, Packet(Op.SET_PERMS, n, 0, payload))
+        assert len(perms._interned) <= perms.INTERN_MAX
+    reply = server.handle(dom0, Packet(Op.GET_PERMS, 0, 0, b"/x\0"))[-1]
+    last = 3 * perms.INTERN_MAX - 1
+    assert reply.packet.payload == b"n0\0r%d\0r1\0" % (last + 1)  # type: ignore[union-attr]
+    assert server.store.check() == []

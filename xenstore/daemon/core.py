@@ -523,7 +523,11 @@ class Server(DomainOps, ControlOps, QuotaChecks):
     def _forget(self, conn: Connection, tx: Transaction) -> None:
         del conn.transactions[tx.tx_id]
         if not conn.privileged:
-            self._open_by_domain[conn.domid] -= 1
+            left = self._open_by_domain[conn.domid] - 1
+            if left:
+                self._open_by_domain[conn.domid] = left
+            else:  # no entry kept for every domain that ever opened one
+                del self._open_by_domain[conn.domid]
 
     def _abort_all(self, conn: Connection) -> None:
         for tx in list(conn.transactions.values()):
