@@ -150,7 +150,9 @@ class DeviceCommands:
                 "idx": address.devid, "backend_id": address.backend_id,
                 "mac": await _read(xs, fe / "mac"), "handle": address.devid,
                 "state": _number(await _read(xs, fe / "state")),
-                "evtchn": _number(await _read(xs, fe / "event-channel")),
+                # Split channels (event-channel-tx/-rx): xl shows the tx one.
+                "evtchn": _number(await _read(xs, fe / "event-channel")
+                                  or await _read(xs, fe / "event-channel-tx")),
                 "tx_ring_ref": _number(await _read(xs, fe / "tx-ring-ref")),
                 "rx_ring_ref": _number(await _read(xs, fe / "rx-ring-ref")),
                 "backend": address.backend})

@@ -175,13 +175,18 @@ class Host:
             domid, guest.domain.name,
             os.path.join(self.options.domain_dir, str(domid)),
             KernelCalls(functools.partial(self._guest_shut_down, guest),
-                        functools.partial(self.xen.set_memory, domid),
+                        functools.partial(self._ballooned, guest),
                         functools.partial(self.xen.set_vcpus, domid)),
             PrimaryConsole(ConsoleRing(page), channel),
             memory_kib=guest.domain.memory_kib, vcpus=guest.domain.vcpus,
             pv_drivers=guest.config.pv_drivers, resumed=resumed)
         guest.console = open_console(self.grants, domid, ref, channel.port)
         return ConsoleSpec(devid=0, ring_ref=ref, port=channel.port)
+
+    def _ballooned(self, guest: Guest, target_kib: int) -> None:
+        """The balloon reached ``memory/target``; an HVM guest also holds its video RAM,
+        which libxl takes out of the target (xl list shows the two together)."""
+        self.xen.set_memory(guest.domain.domid, target_kib + guest.spec.videoram)
 
     async def _boot(self, guest: Guest) -> None:
         with guest.scope:
