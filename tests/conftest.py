@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 
 import pytest
 
-from xenstore.reference import launcher
+from xenstore.testing import spawn
+from xsref import launcher
 
 
 def short_tempdir(prefix: str = "xs") -> str:
@@ -28,51 +27,40 @@ def short_tempdir(prefix: str = "xs") -> str:
 
 
 class OurDaemon:
-    """``python -m xenstore.daemon`` in a subprocess, ready when it printed its pid."""
+    """``python -m xenstore.daemon`` in a subprocess, ready when it printed its pid.
+
+    Started by :func:`xenstore.testing.spawn`, the one way to start it; this
+    adds a fresh short directory of its own (removed by :meth:`stop`), with
+    None in the flags standing for it (``OurDaemon("--domain-dir", None)``).
+    """
 
     def __init__(self, *extra: str | None, module: str = "xenstore.daemon") -> None:
         self.directory = short_tempdir()
         self.socket_path = os.path.join(self.directory, "socket")
-        # None in the flags stands for the daemon's own directory (e.g. --domain-dir).
         flags = [self.directory if flag is None else flag for flag in extra]
-        # stderr goes to a file: a pipe nobody drains could stall a chatty daemon.
         self.stderr_path = os.path.join(self.directory, "stderr")
+        #: What it logged, kept by stop() (its directory goes).
         self.stderr_text = ""
-        with open(self.stderr_path, "wb") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", module, "--socket", self.socket_path, "-P",
-                 *flags],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-            )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # -P: printed once the socket listens
-        if not line.strip().isdigit():
-            self.stop()
-            raise RuntimeError(f"daemon did not start: {self.stderr_text}")
-        self.pid = int(line)
+        try:
+            self.spawned = spawn(self.socket_path, flags, stderr_path=self.stderr_path,
+                                 module=module)
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        self.process = self.spawned.process
+        self.pid = self.spawned.pid
 
     def stderr(self) -> str:
-        try:
-            with open(self.stderr_path, "rb") as stderr:
-                return stderr.read().decode(errors="replace")
-        except FileNotFoundError:  # stopped already: what it said was kept
-            return self.stderr_text
+        if os.path.exists(self.stderr_path):
+            return self.spawned.stderr()
+        return self.stderr_text  # stopped already: what it said was kept
 
     def stop(self) -> int:
         """Stop the daemon (SIGTERM, by PID); keep what it logged in ``stderr_text``."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        status = self.spawned.stop()
         self.stderr_text = self.stderr()
-        if self.process.stdout:
-            self.process.stdout.close()
         shutil.rmtree(self.directory, ignore_errors=True)
-        return self.process.returncode
+        return status
 
 
 @pytest.fixture

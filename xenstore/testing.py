@@ -48,6 +48,15 @@ after (:mod:`xenstore.xenbus.toolstack`)::
             async with open_client(guest.socket_path) as xs:     # acts as domain 5
                 await xs.read(guest.disks[0].frontend / "backend")
 
+A daemon process on your own terms (your socket path and directory, another
+interpreter, your own lifetime): :func:`spawn` is the one way this package
+starts ``python -m xenstore.daemon`` as a subprocess, and it returns once the
+daemon listens (:mod:`xenstore.daemon.spawn`)::
+
+    daemon = spawn("/tmp/xs/socket", ["--domain-dir", "/tmp/xs"], stderr_path="/tmp/xs/log")
+    ...
+    daemon.stop()
+
 Neither trio nor pytest is needed to import this module: trio is imported
 only for an in-process daemon or a guest, and the fixtures are defined only
 where pytest is installed.
@@ -57,13 +66,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -71,6 +76,7 @@ from typing import TYPE_CHECKING
 
 from xenstore import errors
 from xenstore.client import Client
+from xenstore.daemon.spawn import START_TIMEOUT, STOP_TIMEOUT, DaemonProcess, spawn
 
 if TYPE_CHECKING:
     import socket
@@ -83,14 +89,9 @@ if TYPE_CHECKING:
     from xenstore.xenbus.toolstack import Toolstack
 
 __all__ = [
-    "CLIENT_TIMEOUT", "START_TIMEOUT", "FaultInjector", "Guest", "TestDaemon", "guest_domain",
-    "start", "xenstored",
+    "CLIENT_TIMEOUT", "START_TIMEOUT", "DaemonProcess", "FaultInjector", "Guest", "TestDaemon",
+    "guest_domain", "spawn", "start", "xenstored",
 ]
-
-#: How long a daemon may take to start listening before start() gives up.
-START_TIMEOUT = 30.0
-#: How long to wait for a stopped daemon before killing it.
-STOP_TIMEOUT = 10.0
 #: The timeout of the ``xs`` fixture's client: a test waiting for a watch
 #: event that never comes fails with TimeoutError instead of hanging.
 CLIENT_TIMEOUT = 30.0
@@ -191,61 +192,16 @@ class TestDaemon:
 
 
 class _ProcessDaemon(TestDaemon):
-    """``python -m xenstore.daemon`` in a subprocess."""
+    """``python -m xenstore.daemon`` in a subprocess (:func:`spawn`, the one way to start it)."""
 
     def __init__(self, directory: str, args: Sequence[str]) -> None:
         super().__init__(directory)
-        self._stderr_path = os.path.join(directory, "stderr")
-        argv = [sys.executable, "-m", "xenstore.daemon", "--socket", self.socket_path, "-P"]
-        # The daemon's messages go to a file: a pipe nobody reads could fill
-        # up and block it.
-        with open(self._stderr_path, "wb") as stderr:
-            self._process = subprocess.Popen(
-                [*argv, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
-            )
-        pid = self._await_pid()
-        if pid is None:
-            self._stop()
-            raise RuntimeError(f"the daemon did not start: {self._messages()}")
-        self.pid = pid
-
-    def _await_pid(self) -> int | None:
-        """The pid line the daemon prints once it listens; None if it died or hung."""
-        assert self._process.stdout is not None
-        fd = self._process.stdout.fileno()
-        deadline = time.monotonic() + START_TIMEOUT
-        line = b""
-        while not line.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            readable, _, _ = select.select([fd], [], [], remaining)
-            if readable:
-                chunk = os.read(fd, 1)
-                if not chunk:
-                    return None  # it exited
-                line += chunk
-        text = line.strip()
-        return int(text) if text.isdigit() else None
-
-    def _messages(self) -> str:
-        try:
-            with open(self._stderr_path, "rb") as f:
-                return f.read().decode(errors="replace").strip() or "(no message)"
-        except OSError:
-            return "(no message)"
+        stderr_path = os.path.join(directory, "stderr")
+        self._process: DaemonProcess = spawn(self.socket_path, args, stderr_path=stderr_path)
+        self.pid = self._process.pid
 
     def _stop(self) -> None:
-        process = self._process
-        if process.poll() is None:
-            process.terminate()  # SIGTERM: the daemon removes its socket and exits
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        self._process.stop()
 
 
 class _ThreadDaemon(TestDaemon):

@@ -28,7 +28,7 @@ from xenstore.aclient import (
 )
 from xenstore.protocol.codec import Framer, Packet, encode
 from xenstore.protocol.ops import Op
-from xenstore.reference import launcher
+from xsref import launcher
 
 #: No step should come near it: a hang fails the test instead of blocking the run.
 DEADLINE = 10

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.conformance.core_runner import core_runner
 from tests.conftest import OurDaemon, reference_daemon
 from xenstore.conformance import scenario
 from xenstore.conformance.cli import Score, clean, guest_connector, run_category
-from xenstore.conformance.runners import Stream, core_runner, socket_runner, unix_connector
+from xenstore.conformance.runners import Stream, socket_runner, unix_connector
 
 CATEGORIES = scenario.categories()
 

@@ -14,7 +14,7 @@ ids too. We take a domid only as a toolstack writes one (decimal, below 2**32)
 and never introduce a reserved id; everything else is answered alike.
 
 The over-a-ring part (the last tests) plays a guest: on cxenstored over its
-shared ring (:mod:`xenstore.reference.guest`), on ours over its socket.
+shared ring (:mod:`xsref.guest`), on ours over its socket.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from xenstore import errors
 from xenstore.client import Client
 from xenstore.protocol.codec import Framer, Packet, encode, join
 from xenstore.protocol.ops import Op
-from xenstore.reference import ReferenceDaemon
+from xsref import ReferenceDaemon
 
 IN, RL, RS = Op.INTRODUCE, Op.RELEASE, Op.RESUME
 ST, ID, GP = Op.SET_TARGET, Op.IS_DOMAIN_INTRODUCED, Op.GET_DOMAIN_PATH

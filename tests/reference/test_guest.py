@@ -3,7 +3,7 @@
 dom0 (the socket) plays the toolstack: it gives domain 5 a home it owns,
 ``/local/domain/5`` with perms ``n5``, and INTRODUCEs it; the guest then talks
 over ``ring-5`` in the daemon's state directory (see
-:mod:`xenstore.reference.guest`). These pin down how cxenstored 4.17 treats a
+:mod:`xsref.guest`). These pin down how cxenstored 4.17 treats a
 guest, which our daemon's guest sockets must match.
 
 Skipped with the reason on a machine that cannot run the reference, unless
@@ -22,8 +22,8 @@ from xenstore import errors
 from xenstore.client import Client
 from xenstore.protocol.codec import join
 from xenstore.protocol.ops import Op
-from xenstore.reference import ReferenceDaemon
-from xenstore.reference.guest import GuestRing, introduce, release
+from xsref import ReferenceDaemon
+from xsref.guest import GuestRing, introduce, release
 
 DOMID = 5
 HOME = f"/local/domain/{DOMID}"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from xenstore.client import Client
-from xenstore.reference import (
+from xsref import (
     ReferenceDaemon,
     ReferenceStartError,
     ReferenceUnavailable,

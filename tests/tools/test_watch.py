@@ -31,7 +31,7 @@ from tests.tools.conftest import Tools
 from xenstore.client import Client
 from xenstore.protocol.codec import Framer, Packet, encode_parts
 from xenstore.protocol.ops import Op
-from xenstore.reference import launcher
+from xsref import launcher
 
 #: How long a line, or the end of the process, may take to come.
 DEADLINE = 15.0

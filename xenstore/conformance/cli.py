@@ -111,7 +111,13 @@ def guest_connector(
     """How to be guest N: ``directory``/N (pyxenstored --domain-dir), or a ring of the
     reference daemons' stand-in for Xen (its state directory)."""
     if rings is not None:
-        from xenstore.reference.guest import GuestRing
+        try:  # development machinery, beside the package in a clone, not installed
+            from xsref.guest import GuestRing
+        except ImportError:
+            raise SystemExit(
+                "--guest-rings needs xsref, the reference launcher of a clone of this "
+                "repository: run python -m xenstore.conformance from the clone's root"
+            ) from None
 
         return lambda domid: GuestRing(rings, domid)
     if directory is None:
@@ -129,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="where the target's guest sockets are (pyxenstored --domain-dir)")
     p.add_argument("--guest-rings", metavar="STATE_DIR",
                    help="play guests over the rings of a reference daemon started by "
-                   "python -m xenstore.reference (its state directory)")
+                   "python -m xsref, from a clone (its state directory)")
     p.add_argument("--ref-guest-dir", metavar="DIR", help="--guest-dir for --ref")
     p.add_argument("--ref-guest-rings", metavar="STATE_DIR", help="--guest-rings for --ref")
     p.add_argument("--record", metavar="CATEGORY", help="re-record CATEGORY from SOCKET")

@@ -3,7 +3,7 @@
 On Xen a guest talks to xenstored through one shared page (two byte rings,
 ``struct xenstore_domain_interface``) and an event channel. When the launcher
 starts a reference daemon, ``shim.c`` makes both visible in the daemon's state
-directory (:attr:`~xenstore.reference.launcher.ReferenceDaemon.state_dir`):
+directory (:attr:`~xsref.launcher.ReferenceDaemon.state_dir`):
 
 * ``ring-<domid>``: the 4096-byte page, mapped shared by the daemon at
   INTRODUCE: ``req[1024]`` (guest to daemon), ``rsp[1024]`` (daemon to guest),
@@ -19,7 +19,7 @@ The daemon's notifications to the guest are not delivered, so a
 deadline: a guest never hangs a test. The ring is a byte stream exactly like
 the daemon's Unix socket, so :class:`~xenstore.client.Client` runs over it
 unchanged (``Client(stream=GuestRing(...))``, or
-:meth:`ReferenceDaemon.guest <xenstore.reference.launcher.ReferenceDaemon.guest>`).
+:meth:`ReferenceDaemon.guest <xsref.launcher.ReferenceDaemon.guest>`).
 
 The domain must have been introduced by dom0 first (:func:`introduce`, or an
 INTRODUCE request of your own on the daemon's socket); a toolstack also gives

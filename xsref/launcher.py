@@ -35,7 +35,7 @@ Nothing survives a run: the daemons run in the foreground (``-N`` /
 configuration file with persistence off, and the private state directory
 (``DIRECTORY/.reference-state``: configuration, pid file, logs, the daemon's
 stdout and stderr, and the files through which another process can play a
-guest, see :mod:`xenstore.reference.guest`) is recreated at every start. What
+guest, see :mod:`xsref.guest`) is recreated at every start. What
 the daemon leaves in its run directory (the socket, oxenstored's shutdown
 dump ``db``) is removed when it stops.
 """
@@ -59,8 +59,8 @@ from types import TracebackType
 from typing import Final
 
 from xenstore.client import Client
-from xenstore.reference.guest import GuestRing
 from xenstore.sockets import SUN_PATH_MAX
+from xsref.guest import GuestRing
 
 #: Where Debian's xen-utils-4.17 installs the daemons.
 XEN_BIN_DIR: Final = "/usr/lib/xen-4.17/bin"
@@ -103,7 +103,7 @@ _NAMESPACE_SCRIPT: Final = (
 # are those of the oxenstored.conf that Debian installs, so that the daemon
 # behaves as on a stock dom0 rather than with the compiled-in defaults.
 _OXENSTORED_CONF: Final = """\
-# oxenstored settings for one run under xenstore.reference; rewritten each start.
+# oxenstored settings for one run under xsref; rewritten each start.
 pid-file = {state}/oxenstored.pid
 persistent = false
 xenstored-log-file = {state}/oxenstored.log
@@ -279,7 +279,7 @@ class ReferenceDaemon:
         self.socket_path = os.path.join(directory, "socket")
         #: The shim's state: logs, and for guests each introduced domain's
         #: ``ring-<domid>`` and ``port-<domid>`` and the ``evtchn`` FIFO
-        #: (see :mod:`xenstore.reference.guest`).
+        #: (see :mod:`xsref.guest`).
         self.state_dir = os.path.join(directory, STATE_DIRNAME)
         self.stderr_path = os.path.join(self.state_dir, "stderr")
         self.pid = process.pid
@@ -326,7 +326,7 @@ class ReferenceDaemon:
         """A :class:`~xenstore.client.Client` that is domain ``domid``, over its ring.
 
         It does nothing but connect: dom0 must have introduced the domain
-        already (:func:`xenstore.reference.guest.introduce` on a socket
+        already (:func:`xsref.guest.introduce` on a socket
         client), and should have given it a home first, as a toolstack does::
 
             with Client(daemon.socket_path) as dom0:

@@ -1,4 +1,4 @@
-"""``python -m xenstore.reference c|o DIR [-- DAEMON-ARGS...]``: run a reference daemon.
+"""``python -m xsref c|o DIR [-- DAEMON-ARGS...]``: run a reference daemon.
 
 The daemon serves ``DIR/socket`` until this program gets Ctrl-C or SIGTERM
 (then it stops the daemon and exits 0) or the daemon ends on its own (then it
@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from xenstore.reference.launcher import (
+from xsref.launcher import (
     ReferenceStartError,
     ReferenceUnavailable,
     check_available,
@@ -26,7 +26,7 @@ _WAKE_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m xenstore.reference",
+        prog="python -m xsref",
         description="Run Xen's C (c) or OCaml (o) XenStore daemon on DIR/socket, without Xen.",
     )
     parser.add_argument("kind", choices=("c", "o"), help="c: cxenstored, o: oxenstored")
