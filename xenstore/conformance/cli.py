@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from xenstore import __version__
 from xenstore.conformance import scenario
 from xenstore.conformance.runners import Runner, Stream, socket_runner, unix_connector
 from xenstore.conformance.scenario import Step
@@ -127,6 +128,7 @@ def guest_connector(
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="xenstore-conformance", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"xenstore-conformance {__version__}")
     p.add_argument("socket", nargs="?", help="the daemon to score")
     p.add_argument("--ref", metavar="SOCKET", help="compare with this live daemon instead")
     p.add_argument("--category", action="append", choices=scenario.categories(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from xenstore import __version__
 from xenstore.sockets import default_socket_path
 
 #: Flags cxenstored has whose effect arrives with a later part of this daemon:
@@ -45,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     p.add_argument("-H", "-h", "--help", action="help", help="show this message and exit")
+    p.add_argument("--version", action="version", version=f"pyxenstored {__version__}")
     p.add_argument(
         "--socket",
         metavar="PATH",

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from xenstore import __version__
 from xenstore.lab import xlcommands as xc
 from xenstore.lab import xlconsole, xldevices, xltop
 from xenstore.lab.rpc import HostError, NoHost
@@ -318,6 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         word = words.pop(0)
         if word == "--":
             break
+        if word in ("--help", "--version"):  # pyxl's own (xl has neither)
+            if word == "--help":
+                print_help(prog)
+            else:
+                print(f"pyxl {__version__}")
+            return 0
         for letter in word[1:]:
             if letter not in "vftTN":
                 err(f"{prog}: invalid option -- '{letter}'")
