@@ -1,25 +1,20 @@
 """atheris (libFuzzer) harness: hostile byte streams and requests against the core.
 
-Run from the repository's root (see fuzz/README.md)::
+Run as a module from the repository's root (see fuzz/README.md)::
 
-    python fuzz/core_atheris.py -max_total_time=600 fuzz/corpus
+    python -m fuzz.core_atheris -max_total_time=600 fuzz/corpus
 
 Each input is one script of :mod:`fuzz.driver` over a fresh server, its
 choices taken from the input's bytes. A finding raises
 :class:`fuzz.driver.Finding`; libFuzzer then writes the input to a
-``crash-<sha1>`` file, which replays with ``python fuzz/core_atheris.py FILE``.
+``crash-<sha1>`` file, which replays with ``python -m fuzz.core_atheris FILE``.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 import atheris
-
-# Run as a script, the repository's root is not on the path: the harness
-# imports the driver as the package it is.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 with atheris.instrument_imports(include=["xenstore", "fuzz"]):
     from fuzz.driver import run

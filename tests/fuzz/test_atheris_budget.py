@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HARNESS = ROOT / "fuzz" / "core_atheris.py"
 SECONDS = int(os.environ.get("XS_ATHERIS_SECONDS", "60"))
 
 #: A few starting inputs: libFuzzer grows the corpus from them.
@@ -32,10 +31,14 @@ def require_atheris() -> None:
 
 
 def run_harness(tmp_path: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    # As fuzz/README.md runs it (python -m fuzz.core_atheris from the root), but
+    # in a scratch directory: libFuzzer writes its files to the current one.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     return subprocess.run(
-        [sys.executable, str(HARNESS), "-rss_limit_mb=2048",
+        [sys.executable, "-m", "fuzz.core_atheris", "-rss_limit_mb=2048",
          f"-artifact_prefix={tmp_path}/", *args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=timeout,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
     )
 
 
