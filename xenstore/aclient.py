@@ -19,7 +19,10 @@ a transaction id, 0 for none) and build and parse payloads with the same code,
 Errors:
 
 * an ERROR reply raises its typed exception from :mod:`xenstore.errors`
-  (``errors.ENOENT`` ...);
+  (``errors.ENOENT`` ...), which names the request and its path
+  (``read '/vm/1/name': ENOENT (no such file or directory)``);
+* a socket that cannot be reached raises :class:`xenstore.errors.ConnectionError`,
+  naming it;
 * when the daemon closes the connection, every request waiting for its reply
   and every later request raises :class:`ConnectionResetError` (as the blocking
   client does), and watch iterators raise it once they have yielded the events
@@ -49,7 +52,7 @@ from xenstore.protocol import requests
 from xenstore.protocol.codec import Framer, Packet, encode_parts, join
 from xenstore.protocol.ops import Op
 from xenstore.retry import ATTEMPTS, backoff
-from xenstore.sockets import default_socket_path
+from xenstore.sockets import connect_hint, default_socket_path
 
 __all__ = ["AsyncClient", "AsyncTransaction", "WatchEvent", "WatchEvents", "open_client"]
 
@@ -173,8 +176,10 @@ class AsyncClient:
     UTF-8), ``tx`` is a transaction id from :meth:`transaction_start` (0: none).
     """
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, path: str = "") -> None:
         self._stream = stream
+        #: The daemon's socket, for messages.
+        self.path = path
         # trio streams refuse concurrent send_all calls; the lock also keeps
         # each request's bytes contiguous on the wire.
         self._send_lock = trio.Lock()
@@ -235,7 +240,8 @@ class AsyncClient:
     def _connection_error(self) -> Exception:
         if self._state is _State.CLOSED:
             return trio.ClosedResourceError("the XenStore client is closed")
-        return ConnectionResetError("the XenStore daemon closed the connection")
+        where = f" at {self.path!r}" if self.path else ""
+        return ConnectionResetError(f"the XenStore daemon{where} closed the connection")
 
     def _route(self, packet: Packet) -> None:
         if packet.op == Op.WATCH_EVENT:
@@ -287,7 +293,7 @@ class AsyncClient:
 
     async def request(self, op: Op, payload: bytes, tx: int = 0) -> bytes:
         """Send one request and return its reply payload, or raise its error."""
-        requests.check_size(payload)
+        requests.check_size(op, payload, tx)
         if self._state is not _State.OPEN:
             raise self._connection_error()
         req_id = self._new_req_id()
@@ -304,7 +310,7 @@ class AsyncClient:
         if reply is None:
             raise self._connection_error()
         if reply.op == Op.ERROR:
-            raise requests.error_of(reply.payload)
+            raise requests.error_of(reply.payload, op, payload, tx)
         return reply.payload
 
     # -- nodes ----------------------------------------------------------------
@@ -526,11 +532,16 @@ async def open_client(path: str | None = None) -> AsyncIterator[AsyncClient]:
     """Connect to the daemon's Unix socket; the client lives inside the ``async with``.
 
     ``path`` defaults to :func:`xenstore.sockets.default_socket_path`
-    (``$XENSTORED_PATH``, ...). Connection failures raise :class:`OSError`.
+    (``$XENSTORED_PATH``, ...). A connection failure raises
+    :class:`xenstore.errors.ConnectionError` (an :class:`OSError`, naming the socket).
     """
-    stream = await trio.open_unix_socket(path if path is not None else default_socket_path())
+    socket_path = path if path is not None else default_socket_path()
+    try:
+        stream = await trio.open_unix_socket(socket_path)
+    except OSError as exc:
+        raise errors.connection_error(exc, socket_path, connect_hint(path)) from None
     async with stream:
-        client = AsyncClient(stream)
+        client = AsyncClient(stream, socket_path)
         body_error: BaseException | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.run_reader)

@@ -2,8 +2,10 @@
 
 It imports neither trio nor construct, so that a tool starts in a few
 milliseconds. Errors are raised as the typed exceptions of
-:mod:`xenstore.errors`; watch events that arrive while a reply is awaited are
-queued, never lost.
+:mod:`xenstore.errors`, naming the request and its path
+(``write '/bad path': EINVAL (invalid argument)``), and a socket that cannot be
+reached as :class:`xenstore.errors.ConnectionError`, naming it and what to set.
+Watch events that arrive while a reply is awaited are queued, never lost.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from xenstore.protocol import requests
 from xenstore.protocol.codec import Framer, Packet, encode_parts, join
 from xenstore.protocol.ops import Op
 from xenstore.retry import ATTEMPTS, backoff
-from xenstore.sockets import default_socket_path
+from xenstore.sockets import connect_hint, default_socket_path
 
 T = TypeVar("T")
 
@@ -59,6 +61,17 @@ class _DeviceStream:
         os.close(self._fd)
 
 
+def _connect(path: str, timeout: float | None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class Client:
     """One connection to a XenStore daemon over its Unix socket.
 
@@ -79,23 +92,18 @@ class Client:
         device: bool = False,
         stream: _Stream | None = None,
     ) -> None:
+        given = path
         if path is None:
             path = "" if stream is not None else default_socket_path()
         self.path = path
         self._sock: _Stream
         if stream is not None:
             self._sock = stream
-        elif device:
-            self._sock = _DeviceStream(self.path)
         else:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock.settimeout(timeout)
-                sock.connect(self.path)
-            except BaseException:
-                sock.close()
-                raise
-            self._sock = sock
+                self._sock = _DeviceStream(path) if device else _connect(path, timeout)
+            except OSError as exc:
+                raise errors.connection_error(exc, path, connect_hint(given)) from None
         self._framer = Framer()
         self._pending: deque[Packet] = deque()
         self._events: deque[tuple[str, str]] = deque()
@@ -120,7 +128,7 @@ class Client:
     def _receive(self) -> None:
         data = self._sock.recv(65536)
         if not data:
-            raise ConnectionResetError("the XenStore daemon closed the connection")
+            raise ConnectionResetError("the daemon closed the connection")
         for packet in self._framer.feed(data):
             if packet.op == Op.WATCH_EVENT:
                 event = requests.watch_event_of(packet.payload)
@@ -130,20 +138,26 @@ class Client:
                 self._pending.append(packet)
 
     def request(self, op: Op, payload: bytes, tx: int = 0) -> bytes:
-        """Send one request and return its reply payload, or raise its error."""
-        requests.check_size(payload)
+        """Send one request and return its reply payload, or raise its error.
+
+        An error names the request and its path (:func:`requests.located`).
+        """
+        requests.check_size(op, payload, tx)
         req_id = self._next_req_id
         self._next_req_id = (req_id + 1) & 0xFFFFFFFF
-        self._sock.sendall(encode_parts(op, req_id, tx, payload))
-        while True:
-            while self._pending:
-                reply = self._pending.popleft()
-                if reply.req_id != req_id:
-                    continue  # a reply to a request abandoned by an earlier error
-                if reply.op == Op.ERROR:
-                    raise requests.error_of(reply.payload)
-                return reply.payload
-            self._receive()
+        try:
+            self._sock.sendall(encode_parts(op, req_id, tx, payload))
+            while True:
+                while self._pending:
+                    reply = self._pending.popleft()
+                    if reply.req_id != req_id:
+                        continue  # a reply to a request abandoned by an earlier error
+                    if reply.op == Op.ERROR:
+                        raise requests.error_of(reply.payload, op, payload, tx)
+                    return reply.payload
+                self._receive()
+        except OSError as exc:  # the daemon went away, a timeout...
+            raise requests.lost(exc, op, payload, tx, self.path) from None
 
     # -- nodes ------------------------------------------------------------
 

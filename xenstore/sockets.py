@@ -16,3 +16,17 @@ def default_socket_path() -> str:
         return path
     rundir = os.environ.get("XENSTORED_RUNDIR") or DEFAULT_RUNDIR
     return os.path.join(rundir, "socket")
+
+
+def connect_hint(path: str | None) -> str:
+    """What a connection error adds after the path it tried: whence it came, what to set.
+
+    ``path`` is what the caller gave (None: the default was used).
+    """
+    if path is not None:
+        return " (is the daemon running, and is that its socket?)"
+    if os.environ.get("XENSTORED_PATH"):
+        return (" (from $XENSTORED_PATH: is the daemon running? Set XENSTORED_PATH to the "
+                "socket it listens on)")
+    whence = "$XENSTORED_RUNDIR/socket" if os.environ.get("XENSTORED_RUNDIR") else "the default"
+    return f" ({whence}: set XENSTORED_PATH to the socket the daemon listens on)"

@@ -10,19 +10,81 @@ from __future__ import annotations
 
 from xenstore import errors
 from xenstore.protocol.codec import join, split
-from xenstore.protocol.ops import PAYLOAD_MAX
+from xenstore.protocol.ops import PAYLOAD_MAX, Op
+
+#: The clients' names for the requests whose name is not the op's in lower case.
+_METHOD_NAMES: dict[int, str] = {
+    Op.INTRODUCE: "introduce_domain",
+    Op.RELEASE: "release_domain",
+    Op.RESUME: "resume_domain",
+}
+#: Requests whose first field is a path, and those whose first field is a domid.
+_PATH_OPS = frozenset((Op.READ, Op.WRITE, Op.MKDIR, Op.RM, Op.DIRECTORY, Op.DIRECTORY_PART,
+                       Op.GET_PERMS, Op.SET_PERMS, Op.WATCH, Op.UNWATCH))
+_DOMAIN_OPS = frozenset((Op.INTRODUCE, Op.RELEASE, Op.IS_DOMAIN_INTRODUCED, Op.RESUME,
+                         Op.SET_TARGET, Op.GET_DOMAIN_PATH))
 
 
-def check_size(payload: bytes) -> None:
+def _method_name(op: int) -> str:
+    name = _METHOD_NAMES.get(op)
+    if name is not None:
+        return name
+    try:
+        return str(Op(op).name).lower()
+    except ValueError:
+        return f"op {op}"
+
+
+def _subject(op: int, payload: bytes, tx: int) -> tuple[str | None, str | None]:
+    """The path a request names (if any), and how a message shows what it acts on."""
+    first = payload.split(b"\0", 1)[0].decode("utf-8", "replace")
+    if op in _PATH_OPS:
+        return first, repr(first)
+    if op in _DOMAIN_OPS:
+        return None, first
+    if op == Op.TRANSACTION_END:
+        return None, str(tx)
+    if op == Op.CONTROL:
+        return None, repr(" ".join(name.decode("utf-8", "replace") for name in split(payload)))
+    return None, None
+
+
+def located(
+    error: errors.XenStoreError, op: int, payload: bytes, tx: int = 0
+) -> errors.XenStoreError:
+    """``error`` told where it happened: the request (by the client's name for it) and
+    what it named (a path; a domid; a transaction's id; CONTROL's words)."""
+    error.op = _method_name(op)
+    error.path, error.subject = _subject(op, payload, tx)
+    return error
+
+
+def lost(exc: OSError, op: int, payload: bytes, tx: int, socket_path: str) -> OSError:
+    """``exc``, raised by the connection during a request, told the request and the
+    socket: of the same class and errno, so that callers catch what they caught."""
+    _, subject = _subject(op, payload, tx)
+    where = _method_name(op) if subject is None else f"{_method_name(op)} {subject}"
+    reason = exc.strerror or (str(exc.args[0]) if exc.args else type(exc).__name__)
+    text = f"{where}: {reason} (XenStore socket {socket_path!r})"
+    try:
+        return type(exc)(exc.errno, text) if exc.errno is not None else type(exc)(text)
+    except TypeError:  # a subclass with a constructor of its own
+        return exc
+
+
+def check_size(op: int, payload: bytes, tx: int = 0) -> None:
     """Raise :class:`errors.E2BIG` for a payload the daemon would not accept."""
     if len(payload) > PAYLOAD_MAX:
         # libxenstore refuses these too: the daemon would drop the connection.
-        raise errors.E2BIG(f"request of {len(payload)} bytes exceeds {PAYLOAD_MAX}")
+        error = errors.E2BIG(f"request of {len(payload)} bytes exceeds {PAYLOAD_MAX}")
+        raise located(error, op, payload, tx)
 
 
-def error_of(payload: bytes) -> errors.XenStoreError:
-    """The typed exception for the payload of an ERROR reply (``b"ENOENT\\0"``)."""
-    return errors.from_name(payload.rstrip(b"\0").decode("ascii", "replace"))
+def error_of(payload: bytes, op: int, request: bytes, tx: int = 0) -> errors.XenStoreError:
+    """The typed exception for the payload of an ERROR reply (``b"ENOENT\\0"``), told
+    which request (``op``, its payload ``request``, ``tx``) it answered."""
+    error = errors.from_name(payload.rstrip(b"\0").decode("ascii", "replace"))
+    return located(error, op, request, tx)
 
 
 def write_payload(path: str, value: bytes | str) -> bytes:
@@ -105,7 +167,7 @@ class DirectoryParts:
             return names_of(listing[:-1])
         return None
 
-    @staticmethod
-    def unsupported() -> errors.E2BIG:
+    def unsupported(self) -> errors.XenStoreError:
         """What to raise when the daemon answers DIRECTORY_PART with ENOSYS."""
-        return errors.E2BIG("directory too big and DIRECTORY_PART unsupported")
+        error = errors.E2BIG("directory too big and DIRECTORY_PART unsupported")
+        return located(error, Op.DIRECTORY, join(self.path))
