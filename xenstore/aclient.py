@@ -43,7 +43,7 @@ import contextlib
 import enum
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import trio
 
@@ -51,6 +51,7 @@ from xenstore import errors
 from xenstore.protocol import requests
 from xenstore.protocol.codec import Framer, Packet, encode_parts, join
 from xenstore.protocol.ops import Op
+from xenstore.protocol.requests import WatchEvent
 from xenstore.retry import ATTEMPTS, backoff
 from xenstore.sockets import connect_hint, default_socket_path
 
@@ -62,13 +63,6 @@ T = TypeVar("T")
 RECEIVE_SIZE = 65536
 #: Seconds a watch's exit waits for UNWATCH's reply, even when cancelled.
 UNWATCH_TIMEOUT = 5.0
-
-
-class WatchEvent(NamedTuple):
-    """One WATCH_EVENT: the path that changed (``epath``) and the watch's token."""
-
-    path: str
-    token: str
 
 
 class _State(enum.Enum):
@@ -268,7 +262,7 @@ class AsyncClient:
         for watch in watches:
             # Unbounded buffer: never blocks, never drops.
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                watch.send.send_nowait(WatchEvent(*event))
+                watch.send.send_nowait(event)
 
     def _new_req_id(self) -> int:
         req_id = self._next_req_id
@@ -421,11 +415,38 @@ class AsyncClient:
 
     async def get_domain_path(self, domid: int) -> str:
         """The home path of a domain, ``/local/domain/<domid>``."""
-        return requests.domain_path_of(await self.request(Op.GET_DOMAIN_PATH, join(str(domid))))
+        return requests.domain_path_of(
+            await self.request(Op.GET_DOMAIN_PATH, requests.domid_payload(domid)))
 
     async def control(self, *args: str | bytes) -> bytes:
         """A CONTROL request (``control("help")``) and its raw reply."""
         return await self.request(Op.CONTROL, join(*args))
+
+    # -- domains (the toolstack's requests; pyxs's names) ---------------------------
+
+    async def introduce_domain(
+        self, domid: int, mfn: int = requests.STORE_GFN, eventchn: int = requests.STORE_PORT
+    ) -> None:
+        """INTRODUCE: the daemon serves ``domid`` from now on (see
+        :meth:`xenstore.client.Client.introduce_domain`)."""
+        await self.request(Op.INTRODUCE, requests.introduce_payload(domid, mfn, eventchn))
+
+    async def release_domain(self, domid: int) -> None:
+        """RELEASE: the domain is gone; its connections close and ``@releaseDomain`` fires."""
+        await self.request(Op.RELEASE, requests.domid_payload(domid))
+
+    async def is_domain_introduced(self, domid: int) -> bool:
+        """Whether ``domid`` is introduced (and not released since)."""
+        reply = await self.request(Op.IS_DOMAIN_INTRODUCED, requests.domid_payload(domid))
+        return requests.introduced_of(reply)
+
+    async def resume_domain(self, domid: int) -> None:
+        """RESUME: clear the domain's shutdown flag."""
+        await self.request(Op.RESUME, requests.domid_payload(domid))
+
+    async def set_target(self, domid: int, target: int) -> None:
+        """SET_TARGET: ``domid`` (a device model, say) gets ``target``'s rights."""
+        await self.request(Op.SET_TARGET, requests.set_target_payload(domid, target))
 
     # -- watches ----------------------------------------------------------------
 

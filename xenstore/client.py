@@ -11,6 +11,7 @@ Watch events that arrive while a reply is awaited are queued, never lost.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import time
 from collections import deque
@@ -23,6 +24,7 @@ from xenstore import errors
 from xenstore.protocol import requests
 from xenstore.protocol.codec import Framer, Packet, encode_parts, join
 from xenstore.protocol.ops import Op
+from xenstore.protocol.requests import WatchEvent
 from xenstore.retry import ATTEMPTS, backoff
 from xenstore.sockets import connect_hint, default_socket_path
 
@@ -59,6 +61,9 @@ class _DeviceStream:
 
     def close(self) -> None:
         os.close(self._fd)
+
+    def fileno(self) -> int:
+        return self._fd
 
 
 def _connect(path: str, timeout: float | None) -> socket.socket:
@@ -106,8 +111,9 @@ class Client:
                 raise errors.connection_error(exc, path, connect_hint(given)) from None
         self._framer = Framer()
         self._pending: deque[Packet] = deque()
-        self._events: deque[tuple[str, str]] = deque()
+        self._events: deque[WatchEvent] = deque()
         self._next_req_id = 1
+        self._next_token = 0
 
     # -- connection -------------------------------------------------------
 
@@ -255,10 +261,40 @@ class Client:
                 sleep(delay)
 
     def get_domain_path(self, domid: int) -> str:
-        return requests.domain_path_of(self.request(Op.GET_DOMAIN_PATH, join(str(domid))))
+        """The home path of a domain, ``/local/domain/<domid>``."""
+        return requests.domain_path_of(
+            self.request(Op.GET_DOMAIN_PATH, requests.domid_payload(domid)))
 
     def control(self, *args: str | bytes) -> bytes:
         return self.request(Op.CONTROL, join(*args))
+
+    # -- domains (the toolstack's requests; pyxs's names) ---------------------
+
+    def introduce_domain(
+        self, domid: int, mfn: int = requests.STORE_GFN, eventchn: int = requests.STORE_PORT
+    ) -> None:
+        """INTRODUCE: the daemon serves ``domid`` from now on (on its guest socket
+        ``DIR/<domid>`` with ``pyxenstored --domain-dir DIR``) and fires
+        ``@introduceDomain``. ``mfn`` and ``eventchn`` are its ring's frame and
+        event channel, which a daemon without Xen ignores."""
+        self.request(Op.INTRODUCE, requests.introduce_payload(domid, mfn, eventchn))
+
+    def release_domain(self, domid: int) -> None:
+        """RELEASE: the domain is gone; its connections close and ``@releaseDomain`` fires."""
+        self.request(Op.RELEASE, requests.domid_payload(domid))
+
+    def is_domain_introduced(self, domid: int) -> bool:
+        """Whether ``domid`` is introduced (and not released since)."""
+        reply = self.request(Op.IS_DOMAIN_INTRODUCED, requests.domid_payload(domid))
+        return requests.introduced_of(reply)
+
+    def resume_domain(self, domid: int) -> None:
+        """RESUME: clear the domain's shutdown flag (after a suspend was cancelled)."""
+        self.request(Op.RESUME, requests.domid_payload(domid))
+
+    def set_target(self, domid: int, target: int) -> None:
+        """SET_TARGET: ``domid`` (a device model, say) gets ``target``'s rights."""
+        self.request(Op.SET_TARGET, requests.set_target_payload(domid, target))
 
     # -- watches ------------------------------------------------------------
 
@@ -268,11 +304,69 @@ class Client:
     def unwatch(self, wpath: str, token: str) -> None:
         self.request(Op.UNWATCH, requests.unwatch_payload(wpath, token))
 
-    def read_watch(self) -> tuple[str, str]:
-        """Block until a watch event arrives; return ``(epath, token)``."""
-        while not self._events:
+    def read_watch(self, timeout: float | None = None) -> WatchEvent:
+        """Block until a watch event arrives, of any watch; return it (``(epath, token)``).
+
+        With ``timeout``, raise :class:`TimeoutError` when none came within that
+        many seconds.
+        """
+        event = self._next_event(None, timeout)
+        if event is None:
+            raise TimeoutError(f"no watch event within {timeout} s")
+        return event
+
+    def watches(
+        self,
+        wpath: str,
+        timeout: float | None = None,
+        *,
+        token: str | None = None,
+        depth: int | None = None,
+    ) -> Iterator[WatchEvent]:
+        """Watch ``wpath`` and iterate over its events::
+
+            for event in xs.watches("/local/domain/5/device", timeout=10):
+                print(event.path)
+
+        The watch is registered at once (errors are raised here); the first
+        event is ``wpath`` itself. The iteration ends when no event came for
+        ``timeout`` seconds (None: never), and the watch is removed then, or
+        when the loop is left (``break``, an exception) or the iterator closed.
+        ``token=None`` picks one unique on this client. Other watches' events
+        stay queued for :meth:`read_watch`.
+        """
+        if token is None:
+            self._next_token += 1
+            token = f"client:{self._next_token}"
+        self.watch(wpath, token, depth)
+        return self._follow(wpath, token, timeout)
+
+    def _follow(self, wpath: str, token: str, timeout: float | None) -> Iterator[WatchEvent]:
+        try:
+            while (event := self._next_event(token, timeout)) is not None:
+                yield event
+        finally:
+            with suppress(errors.XenStoreError, OSError):  # a lost connection lost it too
+                self.unwatch(wpath, token)
+
+    def _next_event(self, token: str | None, timeout: float | None) -> WatchEvent | None:
+        """The first queued event (of ``token`` if given), waiting at most ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for index, event in enumerate(self._events):
+                if token is None or event.token == token:
+                    del self._events[index]
+                    return event
+            if deadline is not None and not self._readable(deadline - time.monotonic()):
+                return None
             self._receive()
-        return self._events.popleft()
+
+    def _readable(self, seconds: float) -> bool:
+        """Whether the connection has bytes to read within ``seconds`` (if it can tell)."""
+        fileno = getattr(self._sock, "fileno", None)
+        if fileno is None:
+            return True  # a stream that cannot be polled: wait as long as it takes
+        return bool(select.select([fileno()], [], [], max(seconds, 0))[0])
 
 
 class Transaction:

@@ -80,11 +80,13 @@ def check_size(op: int, payload: bytes, tx: int = 0) -> None:
         raise located(error, op, payload, tx)
 
 
-def error_of(payload: bytes, op: int, request: bytes, tx: int = 0) -> errors.XenStoreError:
+def error_of(
+    payload: bytes, op: int | None = None, request: bytes = b"", tx: int = 0
+) -> errors.XenStoreError:
     """The typed exception for the payload of an ERROR reply (``b"ENOENT\\0"``), told
-    which request (``op``, its payload ``request``, ``tx``) it answered."""
+    which request (``op``, its payload ``request``, ``tx``) it answered if given."""
     error = errors.from_name(payload.rstrip(b"\0").decode("ascii", "replace"))
-    return located(error, op, request, tx)
+    return error if op is None else located(error, op, request, tx)
 
 
 def write_payload(path: str, value: bytes | str) -> bytes:
@@ -125,12 +127,63 @@ def unwatch_payload(wpath: str, token: str) -> bytes:
     return join(wpath, token)
 
 
-def watch_event_of(payload: bytes) -> tuple[str, str] | None:
-    """``(epath, token)`` of a WATCH_EVENT payload, or None if it lacks either."""
+class WatchEvent(tuple[str, str]):
+    """One WATCH_EVENT: the path that changed (``path``, the daemon's epath) and the
+    watch's ``token``; a plain ``(path, token)`` tuple too.
+
+    (Not a typing.NamedTuple: importing typing would double the tools' start-up.)
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, path: str, token: str) -> WatchEvent:
+        return tuple.__new__(cls, (path, token))
+
+    @property
+    def path(self) -> str:
+        return self[0]
+
+    @property
+    def token(self) -> str:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"WatchEvent(path={self[0]!r}, token={self[1]!r})"
+
+
+def watch_event_of(payload: bytes) -> WatchEvent | None:
+    """The event of a WATCH_EVENT payload, or None if it lacks the path or the token."""
     fields = split(payload)
     if len(fields) < 2:
         return None
-    return fields[0].decode(), fields[1].decode()
+    return WatchEvent(fields[0].decode(), fields[1].decode())
+
+
+#: INTRODUCE's defaults for the guest's xenstore ring: libxl's page
+#: (GUEST_MAGIC_BASE + XENSTORE_PFN_OFFSET) and a first event channel. A daemon
+#: without Xen (ours) ignores both, as cxenstored 4.17 ignores the frame.
+STORE_GFN = 0xFEFFC
+STORE_PORT = 1
+
+
+def domid_payload(domid: int) -> bytes:
+    """The payload of RELEASE, RESUME, IS_DOMAIN_INTRODUCED and GET_DOMAIN_PATH."""
+    return join(str(domid))
+
+
+def introduce_payload(domid: int, mfn: int, eventchn: int) -> bytes:
+    """INTRODUCE's payload: the domid, its ring's frame, its event channel."""
+    return join(str(domid), str(mfn), str(eventchn))
+
+
+def set_target_payload(domid: int, target: int) -> bytes:
+    """SET_TARGET's payload: ``domid`` gets ``target``'s rights."""
+    return join(str(domid), str(target))
+
+
+def introduced_of(reply: bytes) -> bool:
+    """IS_DOMAIN_INTRODUCED's reply, ``T`` or ``F``."""
+    return reply.rstrip(b"\0") == b"T"
 
 
 class DirectoryParts:

@@ -42,8 +42,6 @@ import trio
 
 from xenstore import errors
 from xenstore.aclient import AsyncClient, AsyncTransaction
-from xenstore.protocol.codec import join
-from xenstore.protocol.ops import Op
 from xenstore.xenbus.layout import (
     TOOLSTACK_DOMID,
     Layout,
@@ -193,13 +191,11 @@ class Toolstack:
         await self._check_name(spec)
         for step in domain_steps(spec, self.clock()):
             await _write(self.xs, step)
-        await self.xs.request(Op.INTRODUCE,
-                              join(str(spec.domid), str(spec.store_gfn), str(spec.store_port)))
+        await self.xs.introduce_domain(spec.domid, spec.store_gfn, spec.store_port)
         return domain_home(spec.domid)
 
     async def _introduced(self, domid: int) -> bool:
-        reply = await self.xs.request(Op.IS_DOMAIN_INTRODUCED, join(str(domid)))
-        return reply.rstrip(b"\0") == b"T"
+        return await self.xs.is_domain_introduced(domid)
 
     async def _check_name(self, spec: DomainSpec) -> None:
         try:
@@ -246,7 +242,7 @@ class Toolstack:
             with contextlib.suppress(errors.ENOENT):
                 await self.xs.rm(path)
         with contextlib.suppress(errors.ENOENT):  # never introduced, or released already
-            await self.xs.request(Op.RELEASE, join(str(domid)))
+            await self.xs.release_domain(domid)
         return forced
 
     # -- devices -----------------------------------------------------------------
