@@ -113,9 +113,11 @@ async def run(
 def main(argv: Sequence[str] | None = None) -> int:
     args = options.parse(argv)
     try:
-        log_file = logfile.configure(args.verbose, args.log_file)
+        log_file = logfile.configure(args.verbose, args.log_file, args.syslog)
     except OSError as exc:
-        print(f"pyxenstored: cannot log to {args.log_file}: {exc}", file=sys.stderr)
+        to_file = args.log_file is not None and exc.filename == args.log_file
+        where = args.log_file if to_file else f"syslog at {args.syslog}"
+        print(f"pyxenstored: cannot log to {where}: {exc}", file=sys.stderr)
         return 1
     for flag in options.not_yet_given(args):
         print(f"pyxenstored: warning: {flag} is not implemented yet; ignored", file=sys.stderr)

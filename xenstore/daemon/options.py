@@ -64,9 +64,14 @@ def parser() -> argparse.ArgumentParser:
                    help="accepted for cxenstored compatibility: this daemon never forks")
     p.add_argument("-T", "--trace-file", metavar="FILE",
                    help="append every request and reply to FILE in cxenstored's trace format")
-    p.add_argument("-V", "--verbose", action="store_true", help="verbose logging on stderr")
+    p.add_argument("-V", "--verbose", action="store_true",
+                   help="log INFO lines too: each connection opened and closed, with its "
+                   "domain, and what the daemon does")
     p.add_argument("--log-file", metavar="FILE",
-                   help="also log to FILE, with times and levels (reopened on SIGHUP)")
+                   help="also log to FILE, as on stderr (reopened on SIGHUP)")
+    p.add_argument("--syslog", metavar="SOCKET", nargs="?", const="/dev/log", default=None,
+                   help="also log to syslog (facility daemon) through SOCKET (default "
+                   "/dev/log), as cxenstored logs")
     p.add_argument("-M", "--path-max", metavar="CHARS", type=int, default=None,
                    help="limit the length of node paths, for every connection (default 2048)")
     p.add_argument("--domain-dir", metavar="DIR",

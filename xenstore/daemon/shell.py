@@ -198,6 +198,7 @@ class Shell(Output):
         conn_id = server.connect() if domid is None else server.connect(domid, privileged=False)
         peer = Peer(conn_id, sock, domid)
         self.peers[conn_id] = peer
+        log.info("%s: connected", peer.who)
         if self.tracer:
             self.tracer.created(conn_id)
         monitor = self.monitor
@@ -263,6 +264,7 @@ class Shell(Output):
                 self.tracer.destroyed(conn_id)
             trio.lowlevel.notify_closing(sock)
             sock.close()
+            log.info("%s: disconnected", peer.who)
 
     async def _stall(self, peer: Peer) -> None:
         """Hear no more from ``peer`` until it has read what it was sent."""
