@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -18,18 +17,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from xenstore.testing import spawn
+from xsref import launcher
+
 #: The repository root (bench/..): put on PYTHONPATH so that `python -m xenstore.daemon`
-#: runs this tree's code even when the package is not installed.
+#: runs this tree's code even when the package is not installed, whatever the interpreter.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Reference daemons: label -> launcher kind.
 REFERENCE_KINDS = {"cxenstored": "c", "oxenstored": "o"}
 _STOP_GRACE = 5.0
-
-
-def ensure_repo_on_path() -> None:
-    """Make `import xenstore` find this tree (run.py is run as a script, from anywhere)."""
-    if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
 
 
 def short_tempdir() -> str:
@@ -57,75 +53,29 @@ class Daemon:
     ready_seconds: float = 0.0
 
 
-def _read_line(fd: int, deadline: float) -> bytes:
-    """Read one line from a pipe before the deadline (b"" if it closed first)."""
-    data = b""
-    while not data.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            chunk = os.read(fd, 256)
-            if not chunk:
-                return data
-            data += chunk
-    return data
-
-
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the pid, SIGKILL after a grace period; never signals a reaped pid."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)  # os.kill(proc.pid, ...) unless already reaped
-    try:
-        proc.wait(_STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def start_ours(python: str, directory: str, timeout: float = 20.0) -> Daemon:
-    """Start pyxenstored on DIRECTORY/socket; return once it has printed its pid (-P)."""
-    socket_path = os.path.join(directory, "socket")
-    t0 = time.monotonic()
-    with open(os.path.join(directory, "stderr"), "wb") as log:
-        proc = subprocess.Popen(
-            [python, "-m", "xenstore.daemon", "--socket", socket_path, "-P"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=python_env(),
-            start_new_session=True,  # a Ctrl-C for us does not reach it; we stop it ourselves
-        )
-    assert proc.stdout is not None
-    try:
-        line = _read_line(proc.stdout.fileno(), time.monotonic() + timeout)
-    except BaseException:
-        _stop_process(proc)
-        raise
-    ready = time.monotonic() - t0
-    if line.strip() != str(proc.pid).encode():
-        _stop_process(proc)
-        with open(os.path.join(directory, "stderr"), errors="replace") as f:
-            raise RuntimeError(f"pyxenstored did not start: {line!r}\n{f.read()[-2000:]}")
+    """Start pyxenstored on DIRECTORY/socket; return once it listens (xenstore.testing.spawn)."""
+    spawned = spawn(
+        os.path.join(directory, "socket"),
+        stderr_path=os.path.join(directory, "stderr"),
+        python=python,
+        env=python_env(),
+        new_session=True,  # a Ctrl-C for us does not reach it; we stop it ourselves
+        timeout=timeout,
+    )
 
     def stop() -> None:
-        _stop_process(proc)
-        assert proc.stdout is not None
-        proc.stdout.close()
+        spawned.stop(_STOP_GRACE)
 
-    return Daemon("ours", socket_path, proc.pid, stop, f"pyxenstored ({python})", ready)
+    return Daemon("ours", spawned.socket_path, spawned.pid, stop, f"pyxenstored ({python})",
+                  spawned.ready_seconds)
 
 
 def start_reference(label: str, directory: str) -> Daemon:
-    """Start a reference daemon through xenstore.reference.launcher.
+    """Start a reference daemon through xsref.launcher.
 
     Raises launcher.ReferenceUnavailable (with the reason) when this machine cannot run it.
     """
-    ensure_repo_on_path()
-    from xenstore.reference import launcher
-
     kind = REFERENCE_KINDS[label]
     launcher.check_available(kind)
     t0 = time.monotonic()

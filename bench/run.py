@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark pyxenstored against Xen's C xenstored and oxenstored, in one run.
 
-    sudo python3 bench/run.py [-r N] [-t SECS] [--only LIST] [--domains D] [--xsload DIR]
+    sudo python3 -m bench.run [-r N] [-t SECS] [--only LIST] [--domains D] [--xsload DIR]
+
+(from the repository's root: ``bench`` is a package there, as is ``xsref``, the
+reference daemons' launcher; neither is installed with ``xenstore``.)
 
 Starts the three daemons, runs each workload against each of them interleaved
 (A B C, the order rotated every repetition), and writes a Markdown report of
@@ -22,13 +25,11 @@ import sys
 import time
 from typing import Any
 
-import reporting
-import startup
-from daemons import (
+from bench import reporting, startup
+from bench.daemons import (
     REFERENCE_KINDS,
     Daemon,
     Processes,
-    ensure_repo_on_path,
     pinned,
     raise_fd_limit,
     run_child,
@@ -36,6 +37,7 @@ from daemons import (
     start_ours,
     start_reference,
 )
+from xsref import launcher
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 XSBENCH_SRC = os.path.join(BENCH_DIR, "xsbench.c")
@@ -48,6 +50,7 @@ PHASED_ABOVE = 2000
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
+        prog="python -m bench.run",
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     p.add_argument("-r", "--reps", type=int, default=5, help="repetitions (default 5)")
@@ -178,9 +181,6 @@ def loadavg() -> str:
 
 def start_daemons(args: argparse.Namespace, procs: Processes, run: dict[str, Any]) -> list[Daemon]:
     """Start the daemons asked for; a reference that cannot run here is skipped, with why."""
-    ensure_repo_on_path()
-    from xenstore.reference import launcher
-
     daemons = []
     for label in args.daemons.split(","):
         directory = short_tempdir()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak: pyxenstored under mixed load for minutes; does it hold steady?
 
-    python3 bench/soak.py [--minutes 10] [--seed N] [--period 60] [--json FILE]
+    python3 -m bench.soak [--minutes 10] [--seed N] [--period 60] [--json FILE]
 
 Starts our daemon (with ``--domain-dir``) and three load processes against it: a
 toolstack that introduces domains, lets a guest work in each through its socket
@@ -39,15 +39,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemons import Processes, ensure_repo_on_path, python_env, raise_fd_limit, short_tempdir
-
-ensure_repo_on_path()
-
-from xenstore import errors  # noqa: E402
-from xenstore.client import Client, Transaction  # noqa: E402
-from xenstore.protocol import requests  # noqa: E402
-from xenstore.protocol.codec import Framer, encode_parts, join  # noqa: E402
-from xenstore.protocol.ops import Op  # noqa: E402
+from bench.daemons import Processes, python_env, raise_fd_limit, short_tempdir
+from xenstore import errors
+from xenstore.client import Client, Transaction
+from xenstore.protocol import requests
+from xenstore.protocol.codec import Framer, encode_parts, join
+from xenstore.protocol.ops import Op
+from xenstore.testing import spawn
 
 #: The verdict's bound: the last period at most this fraction above the first.
 TOLERANCE = 0.10
@@ -693,25 +691,14 @@ class Started:
 
 def start_daemon(python: str, directory: str) -> Started:
     """pyxenstored with guest sockets in ``directory``; returns once it prints its pid."""
-    socket_path = os.path.join(directory, "socket")
-    with open(os.path.join(directory, "stderr"), "wb") as log:
-        proc = subprocess.Popen(
-            [python, "-m", "xenstore.daemon", "--socket", socket_path, "-P",
-             "--domain-dir", directory],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=python_env(),
-            start_new_session=True)
-    daemon = Started("daemon", proc)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # -P: the pid, once the socket listens
-    if line.strip() != str(proc.pid).encode():
-        daemon.stop()
-        with open(os.path.join(directory, "stderr"), errors="replace") as f:
-            raise RuntimeError(f"pyxenstored did not start: {line!r}\n{f.read()[-2000:]}")
-    return daemon
+    spawned = spawn(os.path.join(directory, "socket"), ["--domain-dir", directory],
+                    stderr_path=os.path.join(directory, "stderr"), python=python,
+                    env=python_env(), new_session=True)
+    return Started("daemon", spawned.process)
 
 
 def start_worker(python: str, role: str, opts: argparse.Namespace, directory: str) -> Started:
-    argv = [python, os.path.abspath(__file__), "--worker", role, "--socket",
+    argv = [python, "-m", "bench.soak", "--worker", role, "--socket",
             os.path.join(directory, "socket"), "--domain-dir", directory,
             "--seed", str(opts.seed), "--load", str(opts.load)]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -1038,7 +1025,7 @@ def conductor_main(opts: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=10.0, help="length of the run (default 10)")
     p.add_argument("--seed", type=int, default=1, help="seed of the load's choices (default 1)")
     p.add_argument("--period", type=float, default=60.0,

@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 
-from daemons import ensure_repo_on_path, python_env, run_child, short_tempdir, start_ours
+from bench.daemons import python_env, run_child, short_tempdir, start_ours
 
 DEBIAN_READ = "/usr/bin/xenstore-read"
 _PATH = "/bench/startup"
@@ -54,7 +54,6 @@ def client_variants(python: str) -> tuple[dict[str, list[str]], list[str]]:
 
 def measure_clients(python: str, socket_path: str, runs: int) -> dict[str, object]:
     """Median wall time of each client reading one node, over `runs` interleaved rounds."""
-    ensure_repo_on_path()
     from xenstore.client import Client
 
     with Client(socket_path) as xs:
@@ -103,5 +102,5 @@ def measure_daemon_ready(python: str, runs: int) -> list[float]:
     return times
 
 
-if __name__ == "__main__":  # a quick look: python3 bench/startup.py SOCKET
+if __name__ == "__main__":  # a quick look: python3 -m bench.startup SOCKET
     print(measure_clients(sys.executable, sys.argv[1], 10))

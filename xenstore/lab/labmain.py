@@ -9,11 +9,9 @@ name) into the directory, and prints what to do next. Ctrl-C stops it all.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -22,6 +20,7 @@ from typing import Any
 import trio
 
 from xenstore.aclient import open_client
+from xenstore.daemon.spawn import DaemonProcess, spawn
 from xenstore.lab.commands import Commands, Server, domain_row
 from xenstore.lab.host import Host, HostOptions
 
@@ -85,18 +84,16 @@ def prepare(directory: str) -> str:
     return examples
 
 
-def start_daemon(directory: str) -> tuple[subprocess.Popen[bytes], str, str]:
-    socket_path = os.path.join(directory, "socket")
+def start_daemon(directory: str) -> tuple[DaemonProcess, str]:
+    """pyxenstored on the lab's directory (guest sockets, monitor feed); and its monitor."""
     monitor = os.path.join(directory, "monitor")
-    with open(os.path.join(directory, "daemon.log"), "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "xenstore.daemon", "--socket", socket_path, "--domain-dir",
-             directory, "--monitor", monitor, "-P"], stdout=subprocess.PIPE, stderr=log)
-    assert process.stdout is not None
-    if not process.stdout.readline().strip().isdigit():
-        process.wait(5)
-        raise RuntimeError(f"the daemon did not start: see {directory}/daemon.log")
-    return process, socket_path, monitor
+    try:
+        daemon = spawn(os.path.join(directory, "socket"),
+                       ["--domain-dir", directory, "--monitor", monitor],
+                       stderr_path=os.path.join(directory, "daemon.log"))
+    except RuntimeError:
+        raise RuntimeError(f"the daemon did not start: see {directory}/daemon.log") from None
+    return daemon, monitor
 
 
 async def run(args: argparse.Namespace, socket_path: str, monitor: str, examples: str) -> None:
@@ -143,19 +140,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     examples = prepare(args.dir)
     try:
-        daemon, socket_path, monitor = start_daemon(args.dir)
+        daemon, monitor = start_daemon(args.dir)
     except RuntimeError as exc:
         print(f"pyxl lab: {exc}", file=sys.stderr)
         return 1
     try:
-        trio.run(run, args, socket_path, monitor, examples)
+        trio.run(run, args, daemon.socket_path, monitor, examples)
     except OSError as exc:
         print(f"pyxl lab: {exc}", file=sys.stderr)
         return 1
     finally:
-        daemon.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            daemon.wait(10)
+        daemon.stop()
     return 0
 
 
