@@ -4,8 +4,10 @@
     xenstore-conformance --record CATEGORY SOCKET
 
 Each category starts from a clean tree (everything but /tool removed through
-the target's own socket), on fresh connections. Exit status: 0 when every step
-matched or is a documented difference, 1 otherwise, 2 for bad usage.
+the target's own socket), on fresh connections. A category whose steps act as
+guests is skipped, saying so, unless there is a way to be a guest (--guest-dir,
+--guest-rings; with --ref, for the reference too). Exit status: 0 when every
+step run matched or is a documented difference, 1 otherwise, 2 for bad usage.
 """
 
 from __future__ import annotations
@@ -126,6 +128,20 @@ def guest_connector(
     return lambda domid: unix_connector(os.path.join(directory, str(domid)))()
 
 
+def uses_guests(steps: list[Step]) -> bool:
+    """Whether some step of a category acts as a guest (a ``g<domid>`` connection)."""
+    return any(scenario.guest_domid(who) is not None for who in scenario.connections(steps))
+
+
+def guests_missing(args: argparse.Namespace) -> str | None:
+    """Why steps that act as guests cannot run with these flags; None if they can."""
+    if args.guest_dir is None and args.guest_rings is None:
+        return "give --guest-dir DIR (the target's pyxenstored --domain-dir DIR)"
+    if args.ref and args.ref_guest_dir is None and args.ref_guest_rings is None:
+        return "give --ref-guest-dir DIR for the reference"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="xenstore-conformance", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"xenstore-conformance {__version__}")
@@ -150,6 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     failed = False
     for category in args.category or scenario.categories():
+        steps = scenario.load(category)
+        missing = guests_missing(args) if uses_guests(steps) else None
+        if missing is not None:
+            print(f"{category:<14} skipped: its steps act as guests; {missing}", flush=True)
+            continue
         target_connect = unix_connector(args.socket)
         try:
             clean(target_connect)
@@ -166,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reference = socket_runner(
                 ref_connect, guest_connector(args.ref_guest_dir, args.ref_guest_rings)
             )
-        score = run_category(category, target, reference)
+        score = run_category(category, target, reference, steps)
         print(score.line(), flush=True)
         for report in score.failures + (score.documented if args.verbose else []):
             print(report)
