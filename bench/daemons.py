@@ -53,13 +53,19 @@ class Daemon:
     ready_seconds: float = 0.0
 
 
-def start_ours(python: str, directory: str, timeout: float = 20.0) -> Daemon:
-    """Start pyxenstored on DIRECTORY/socket; return once it listens (xenstore.testing.spawn)."""
+def start_ours(
+    python: str, directory: str, timeout: float = 20.0, env: dict[str, str] | None = None
+) -> Daemon:
+    """Start pyxenstored on DIRECTORY/socket; return once it listens (xenstore.testing.spawn).
+
+    ``env`` replaces :func:`python_env` (this tree first on PYTHONPATH), e.g. to run
+    the package installed in ``python``'s environment instead.
+    """
     spawned = spawn(
         os.path.join(directory, "socket"),
         stderr_path=os.path.join(directory, "stderr"),
         python=python,
-        env=python_env(),
+        env=python_env() if env is None else env,
         new_session=True,  # a Ctrl-C for us does not reach it; we stop it ourselves
         timeout=timeout,
     )

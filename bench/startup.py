@@ -102,5 +102,77 @@ def measure_daemon_ready(python: str, runs: int) -> list[float]:
     return times
 
 
-if __name__ == "__main__":  # a quick look: python3 -m bench.startup SOCKET
-    print(measure_clients(sys.executable, sys.argv[1], 10))
+def venv_variants(venvs: list[str]) -> dict[str, list[str]]:
+    """Each virtual environment's xenstore-read and bare interpreter, and the C tool.
+
+    Nothing is put on PYTHONPATH: each environment runs the package it has
+    installed (a wheel, or an editable install with its import hook).
+    """
+    variants: dict[str, list[str]] = {}
+    for venv in venvs:
+        bindir = os.path.join(os.path.abspath(venv), "bin")
+        variants[f"{venv}: xenstore-read"] = [os.path.join(bindir, "xenstore-read")]
+        variants[f"{venv}: python -c pass"] = [os.path.join(bindir, "python"), "-c", "pass"]
+    if os.access(DEBIAN_READ, os.X_OK) and not console_script(DEBIAN_READ):
+        variants["C: /usr/bin/xenstore-read"] = [DEBIAN_READ]
+    return variants
+
+
+def compare_venvs(venvs: list[str], runs: int) -> dict[str, float]:
+    """Median milliseconds of each variant reading one node of a fresh daemon, interleaved."""
+    from xenstore.client import Client
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "XENSTORED_PATH", "XENSTORED_RUNDIR")}
+    directory = short_tempdir()
+    # The daemon of the last environment given (a wheel's, say), as installed there.
+    python = os.path.join(os.path.abspath(venvs[-1]), "bin", "python")
+    daemon = start_ours(python, directory, env=env)
+    try:
+        with Client(daemon.socket_path) as xs:
+            xs.write(_PATH, _VALUE)
+        env["XENSTORED_PATH"] = daemon.socket_path
+        variants = venv_variants(venvs)
+        names = list(variants)
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        for i in range(runs + 1):  # round 0 warms the caches and checks the answers
+            for k in range(len(names)):
+                name = names[(k + i) % len(names)]
+                argv = variants[name] + ([] if "-c" in variants[name] else [_PATH])
+                t0 = time.perf_counter()
+                rc, out, err = run_child(argv, 30, env)
+                elapsed = (time.perf_counter() - t0) * 1e3
+                if i == 0:
+                    wanted = "" if "-c" in argv else _VALUE
+                    if rc != 0 or out.strip() != wanted:
+                        raise RuntimeError(f"{name}: {rc} {out!r} {err!r}")
+                    continue
+                samples[name].append(elapsed)
+    finally:
+        daemon.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m bench.startup --venv .venv --venv /tmp/wheel-venv [--runs 20]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--venv", action="append", required=True,
+                   help="a virtual environment with the package installed (repeatable)")
+    p.add_argument("--runs", type=int, default=20, help="runs of each variant (default 20)")
+    args = p.parse_args(argv)
+    medians = compare_venvs(args.venv, args.runs)
+    width = max(map(len, medians))
+    for name, ms in medians.items():
+        ratio = ""
+        if name.endswith("xenstore-read") and not name.startswith("C:"):
+            bare = medians.get(name.replace("xenstore-read", "python -c pass"))
+            ratio = f"  {ms / bare:.2f}x its python -c pass" if bare else ""
+        print(f"{name:<{width}}  {ms:7.2f} ms{ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,15 +10,10 @@ Watch events that arrive while a reply is awaited are queued, never lost.
 
 from __future__ import annotations
 
+import _socket
 import os
-import select
-import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
-from types import TracebackType
-from typing import Protocol, TypeVar
 
 from xenstore import errors
 from xenstore.protocol import requests
@@ -28,17 +23,24 @@ from xenstore.protocol.requests import WatchEvent
 from xenstore.retry import ATTEMPTS, backoff
 from xenstore.sockets import connect_hint, default_socket_path
 
-T = TypeVar("T")
+# typing, contextlib and collections.abc are for the type checker only: importing
+# them would cost every tool a third of its start-up (tests/protocol/test_imports.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from types import TracebackType
+    from typing import Protocol, TypeVar
 
+    T = TypeVar("T")
 
-class _Stream(Protocol):
-    """What the client needs of its connection: a socket, or a xenbus device."""
+    class _Stream(Protocol):
+        """What the client needs of its connection: a socket, or a xenbus device."""
 
-    def recv(self, bufsize: int, /) -> bytes: ...
+        def recv(self, bufsize: int, /) -> bytes: ...
 
-    def sendall(self, data: bytes, /) -> None: ...
+        def sendall(self, data: bytes, /) -> None: ...
 
-    def close(self) -> None: ...
+        def close(self) -> None: ...
 
 
 class _DeviceStream:
@@ -66,15 +68,47 @@ class _DeviceStream:
         return self._fd
 
 
-def _connect(path: str, timeout: float | None) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(path)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+class _UnixStream:
+    """A connected Unix stream socket, made with the socket module's C core.
+
+    ``import socket`` costs a tool ~2 ms of its start-up (it converts every
+    constant to an enum); ``_socket`` is what it wraps. Like a guest's ring
+    (:mod:`xsref.guest`) it has a settable :attr:`timeout`.
+    """
+
+    def __init__(self, path: str, timeout: float | None) -> None:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+
+    def recv(self, bufsize: int, /) -> bytes:
+        return self._sock.recv(bufsize)
+
+    def sendall(self, data: bytes, /) -> None:
+        self._sock.sendall(data)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds a receive or send may wait (None: for ever), as ``socket.settimeout``."""
+        return self._sock.gettimeout()
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._sock.settimeout(seconds)
+
+    def settimeout(self, seconds: float | None) -> None:
+        self._sock.settimeout(seconds)
 
 
 class Client:
@@ -106,7 +140,7 @@ class Client:
             self._sock = stream
         else:
             try:
-                self._sock = _DeviceStream(path) if device else _connect(path, timeout)
+                self._sock = _DeviceStream(path) if device else _UnixStream(path, timeout)
             except OSError as exc:
                 raise errors.connection_error(exc, path, connect_hint(given)) from None
         self._framer = Framer()
@@ -220,22 +254,14 @@ class Client:
     def transaction_end(self, tx: int, commit: bool = True) -> None:
         self.request(Op.TRANSACTION_END, requests.transaction_end_payload(commit), tx)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self) -> Transaction:
         """``with xs.transaction() as t: t.write(...)``: commits on leaving the block.
 
         An exception inside the block aborts the transaction instead. The
         commit raises :class:`~xenstore.errors.EAGAIN` when another client
         changed what the transaction read: see :meth:`retry`.
         """
-        t = Transaction(self, self.transaction_start())
-        try:
-            yield t
-        except BaseException:
-            with suppress(errors.XenStoreError, OSError):
-                self.transaction_end(t.tx_id, commit=False)
-            raise
-        self.transaction_end(t.tx_id, commit=True)
+        return Transaction(self, self.transaction_start())
 
     def retry(
         self,
@@ -346,8 +372,10 @@ class Client:
             while (event := self._next_event(token, timeout)) is not None:
                 yield event
         finally:
-            with suppress(errors.XenStoreError, OSError):  # a lost connection lost it too
+            try:  # noqa: SIM105 (contextlib would cost the tools' start-up)
                 self.unwatch(wpath, token)
+            except (errors.XenStoreError, OSError):
+                pass  # a lost connection lost the watch too
 
     def _next_event(self, token: str | None, timeout: float | None) -> WatchEvent | None:
         """The first queued event (of ``token`` if given), waiting at most ``timeout``."""
@@ -366,17 +394,40 @@ class Client:
         fileno = getattr(self._sock, "fileno", None)
         if fileno is None:
             return True  # a stream that cannot be polled: wait as long as it takes
+        import select  # only here: tools never wait with a timeout
+
         return bool(select.select([fileno()], [], [], max(seconds, 0))[0])
 
 
 class Transaction:
-    """A :class:`Client`'s node operations bound to one open transaction."""
+    """A :class:`Client`'s node operations bound to one open transaction.
+
+    As a context manager (:meth:`Client.transaction`) it commits when the block
+    ends, and aborts when it ends with an exception (which goes on).
+    """
 
     __slots__ = ("client", "tx_id")
 
     def __init__(self, client: Client, tx_id: int) -> None:
         self.client = client
         self.tx_id = tx_id
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.client.transaction_end(self.tx_id, commit=True)
+            return
+        try:  # noqa: SIM105 (contextlib would cost the tools' start-up)
+            self.client.transaction_end(self.tx_id, commit=False)
+        except (errors.XenStoreError, OSError):
+            pass  # the block's own exception says more
 
     def read(self, path: str) -> bytes:
         return self.client.read(path, self.tx_id)

@@ -12,8 +12,10 @@ The blocking and trio clients both take their back-off schedule from here.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # both cost the tools' start-up, which never retries
+    import random
+    from collections.abc import Iterator
 
 ATTEMPTS = 50
 BASE_DELAY = 0.001
@@ -27,6 +29,9 @@ def backoff(
     rng: random.Random | None = None,
 ) -> Iterator[float]:
     """The delays to sleep between ``attempts`` tries (one fewer than the tries)."""
-    rng = rng or random.Random()
+    if rng is None:
+        import random
+
+        rng = random.Random()
     for attempt in range(attempts - 1):
         yield rng.uniform(0, min(cap, base * (2**attempt)))

@@ -31,15 +31,10 @@ def host() -> Iterator[Host]:
 
 def quiet(client: Client, seconds: float = 0.3) -> bool:
     """No watch event reaches ``client`` within ``seconds``."""
-    sock = client._sock
-    assert isinstance(sock, socket.socket)
-    sock.settimeout(seconds)
     try:
-        client.read_watch()
+        client.read_watch(timeout=seconds)
     except TimeoutError:
         return True
-    finally:
-        sock.settimeout(10)
     return False
 
 

@@ -8,7 +8,7 @@ construct (it is imported by the CLI tools, whose start-up time matters).
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 from xenstore.errors import ProtocolError
 from xenstore.protocol.ops import HEADER_SIZE, PAYLOAD_MAX, Op
@@ -18,13 +18,22 @@ _unpack_from = HEADER.unpack_from
 _pack = HEADER.pack
 
 
-class Packet(NamedTuple):
-    """One message: the header fields and the raw payload."""
+# A namedtuple, declared as typing's NamedTuple for the type checker only: importing
+# typing would cost every CLI tool a third of its start-up (tests/protocol/test_imports.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
-    op: int
-    req_id: int
-    tx_id: int
-    payload: bytes
+    class Packet(NamedTuple):
+        """One message: the header fields and the raw payload."""
+
+        op: int
+        req_id: int
+        tx_id: int
+        payload: bytes
+else:
+    Packet = namedtuple("Packet", ["op", "req_id", "tx_id", "payload"])
+    Packet.__doc__ = """One message: the header fields and the raw payload."""
 
 
 def describe(packet: Packet, limit: int = 80) -> str:

@@ -9,11 +9,13 @@ to every ancestor, ``-r`` to every descendant; all in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from xenstore.tools import common
 from xenstore.tools.cnum import atoi
 from xenstore.tools.connection import Failure, perm_to_string
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
+    from collections.abc import Sequence
 
 #: do_chmod's ``char buf[MAX_PATH_LEN]``: -r's child paths are cut to 255 bytes.
 MAX_PATH_LEN = 256

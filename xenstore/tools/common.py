@@ -16,15 +16,23 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
 
 from xenstore.tools.cnum import atoi
 from xenstore.tools.connection import Connection, Failure, open_connection
 from xenstore.tools.options import LongOption, Parser
 from xenstore.tools.streams import SIGINT, Stdout, die_of, write_stderr
 
-__all__ = ["Job", "Perform", "Usage", "main", "run"]
+# typing and collections.abc are for the type checker only: they would cost every
+# tool a third of its start-up (tests/protocol/test_imports.py pins what a tool loads).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import NoReturn
+
+    #: A mode's work: return 0, or 1 after reporting a failure.
+    Perform = Callable[["Job", int], int]
+
+__all__ = ["Job", "Usage", "main", "run"]
 
 #: The modes, in the order of xenstore_client.c's lookup (for the multiplexer).
 MODES = ("read", "chmod", "exists", "list", "ls", "rm", "write", "watch")
@@ -141,9 +149,6 @@ class Job:
         assert self.xs is not None, "run() connects before perform()"
         return self.xs
 
-
-#: A mode's work: return 0, or 1 after reporting a failure.
-Perform = Callable[[Job, int], int]
 
 
 def _transaction_wanted(mode: str, count: int) -> bool:

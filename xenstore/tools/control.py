@@ -40,13 +40,16 @@ import errno
 import os
 import sys
 import time
-from collections.abc import Sequence
 
 from xenstore.protocol.ops import Op
 from xenstore.tools import common
 from xenstore.tools.cnum import atoi
 from xenstore.tools.connection import Connection, Failure, open_connection
 from xenstore.tools.streams import SIGINT, Stdout, die_of, write_stderr
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
+    from collections.abc import Sequence
 
 __all__ = ["control_command", "live_update", "main"]
 

@@ -6,10 +6,12 @@ is ``/`` (so ``xenstore-list -p /`` prints ``//tool``: Xen 4.17 does).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from xenstore.tools import common
 from xenstore.tools.connection import Failure
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
+    from collections.abc import Sequence
 
 
 def perform(job: common.Job, tx: int) -> int:

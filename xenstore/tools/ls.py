@@ -12,11 +12,14 @@ Nothing is read in a transaction; a node that vanishes mid-walk is skipped.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator, Sequence
 
 from xenstore.tools import common
 from xenstore.tools.connection import Failure
 from xenstore.tools.escape import sanitise
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
+    from collections.abc import Iterator, Sequence
 
 #: The room a line keeps for its value: len(' = "..."').
 TAG_LEN = 8

@@ -9,9 +9,11 @@ read, write, rm, exists, list, ls, chmod and watch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from xenstore.tools import common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
+    from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

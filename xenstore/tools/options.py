@@ -15,18 +15,26 @@ echo them back unchanged.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and collections.abc would cost the tools' start-up
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["LongOption", "Parser"]
 
 
-class LongOption(NamedTuple):
-    """One ``struct option``: its name, whether it takes an argument, its code."""
+class LongOption:
+    """One ``struct option``: its name, whether it takes an argument, its code.
 
-    name: bytes
-    has_arg: bool
-    val: int
+    (A plain class: a typing.NamedTuple would import typing at start-up.)
+    """
+
+    __slots__ = ("has_arg", "name", "val")
+
+    def __init__(self, name: bytes, has_arg: bool, val: int) -> None:
+        self.name = name
+        self.has_arg = has_arg
+        self.val = val
 
 
 #: The code returned for anything getopt rejects.

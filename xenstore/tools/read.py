@@ -6,11 +6,13 @@ yet a failure still prints what was read before it (C's behaviour).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from xenstore.tools import common
 from xenstore.tools.connection import Failure
 from xenstore.tools.escape import sanitise
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
+    from collections.abc import Sequence
 
 
 def perform(job: common.Job, tx: int) -> int:

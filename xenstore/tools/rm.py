@@ -8,10 +8,12 @@ them undoes the others.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from xenstore.tools import common
 from xenstore.tools.connection import Failure
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
+    from collections.abc import Sequence
 
 
 def _rm(job: common.Job, path: bytes, tx: int) -> bool:

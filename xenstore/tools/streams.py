@@ -9,7 +9,10 @@ traceback at exit, or is None), so the tools write to fds 1 and 2 themselves.
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing would cost the tools' start-up
+    from typing import NoReturn
 
 __all__ = ["Stdout", "die_of", "write_stderr"]
 

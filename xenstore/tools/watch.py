@@ -20,13 +20,15 @@ exits 1 instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from xenstore import errors
 from xenstore.protocol.codec import join
 from xenstore.protocol.ops import Op
 from xenstore.tools import common
 from xenstore.tools.connection import Connection, Failure
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
+    from collections.abc import Sequence
 
 __all__ = ["main", "perform"]
 

@@ -5,11 +5,13 @@ Several pairs are written in one transaction; the first failure aborts it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from xenstore.tools import common
 from xenstore.tools.connection import Failure
 from xenstore.tools.escape import unsanitise
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
+    from collections.abc import Sequence
 
 
 def perform(job: common.Job, tx: int) -> int:
