@@ -73,7 +73,7 @@ def versions_out_of_order(s: Scene) -> None:
 
 
 def versions_not_queued(s: Scene) -> None:
-    s.server.store._history_order.clear()
+    s.server.store.versions.order.clear()
 
 
 def snapshot_leak(s: Scene) -> None:

@@ -44,7 +44,28 @@ def stray(store: Store) -> None:
     store.nodes["/x/y"] = Node(b"", owner_only(5), store.generation)
 
 
-@pytest.mark.parametrize("damage", [drop_listing, orphan, no_perms, future, miscount, stray])
+def versions_out_of_order(store: Store) -> None:
+    store.open_snapshot()
+    store.write("/e", b"w", 5)  # a saved version of /e for the snapshot
+    store.history["/e"].insert(0, (store.generation, None))
+
+
+def versions_unqueued(store: Store) -> None:
+    store.open_snapshot()
+    store.write("/e", b"w", 5)
+    store.versions.order.clear()
+
+
+def versions_without_snapshot(store: Store) -> None:
+    snapshot = store.open_snapshot()
+    store.write("/e", b"w", 5)
+    store.versions.snapshots.remove(snapshot)  # closed without pruning, as a bug might
+
+
+@pytest.mark.parametrize("damage", [
+    drop_listing, orphan, no_perms, future, miscount, stray,
+    versions_out_of_order, versions_unqueued, versions_without_snapshot,
+])
 def test_repair_makes_a_damaged_tree_sound(damage: Callable[[Store], None]) -> None:
     store = built()
     damage(store)
@@ -64,3 +85,15 @@ def test_repair_keeps_what_is_sound() -> None:
     store.repair()
     assert {"/a", "/a/b", "/a/b/c", "/a/d", "/e"} <= set(store.nodes)
     assert store.nodes["/a/d"].value == b"v"
+
+
+def test_repair_keeps_the_versions_a_snapshot_reads() -> None:
+    store = built()
+    snapshot = store.open_snapshot()
+    store.write("/e", b"new", 5)
+    store.versions.order.clear()
+    assert store.repair() != [] and store.check() == []
+    old = store.at("/e", snapshot)
+    assert old is not None and old.value == b"v"
+    store.close_snapshot(snapshot)
+    assert store.history == {} and store.check() == []

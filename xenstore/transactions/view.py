@@ -1,4 +1,4 @@
-"""A transaction: a snapshot, a private overlay, a read set, and a log to replay.
+"""A transaction: a snapshot, a private overlay, a read set, and a log to apply.
 
 Starting is O(1): the transaction notes the store's generation and reads the
 tree as it was then (:meth:`Store.at`); nothing is copied. Its own changes
@@ -9,8 +9,9 @@ Every time it consults the snapshot it records what it relied on: a node's
 existence or absence, its value, its perms or its child list, with the
 generation it saw. At commit, a transaction that changed nothing always
 succeeds (it is serialised at its snapshot). One that changed something fails
-with EAGAIN only if something it *read* has changed since its snapshot;
-otherwise its logged changes are replayed on the current tree under one new
+with :class:`TransactionConflict` (an EAGAIN) only if something it *read* has
+changed since its snapshot (:meth:`Store.generations` says); otherwise its log
+of edits is applied to the current tree by :meth:`Store.apply` under one new
 generation, which serialises it at its commit point. Blind writes, sibling
 creations and removals of nodes whose children it never listed therefore
 commit where cxenstored would refuse them.
@@ -19,25 +20,22 @@ commit where cxenstored would refuse them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from xenstore import paths
 from xenstore.changes import Change
-from xenstore.errors import EAGAIN
 from xenstore.perms import Perms
-from xenstore.store import Node, Store, inherited_perms, names_of
+from xenstore.store import Edit, Node, Store, inherited_perms, names_of, node_bytes
+from xenstore.transactions.conflict import (
+    CHILDREN,
+    EXISTS,
+    PERMS,
+    VALUE,
+    Conflict,
+    TransactionConflict,
+)
 
-#: What a read consulted.
-EXISTS, VALUE, PERMS, CHILDREN = "existence", "value", "perms", "children"
-
-
-class Conflict(NamedTuple):
-    """Why a commit failed: what the transaction read, and the change that moved it."""
-
-    path: str
-    aspect: str
-    #: The generation of the commit that changed it (0 when it is gone).
-    changed_by: int
+#: Where each aspect's generation sits in :meth:`Store.generations`.
+_GENERATION_OF = {VALUE: 0, PERMS: 1, CHILDREN: 2}
 
 
 class Pending:
@@ -68,13 +66,13 @@ class Transaction:
         #: (path, aspect) -> what the snapshot showed: a bool for existence,
         #: else the generation that last changed that aspect.
         self.reads: dict[tuple[str, str], object] = {}
-        #: Its changes in order, replayed on the live tree at commit.
-        self.log: list[tuple[str, str, bytes | Perms | None, int | None]] = []
+        #: Its changes in order, applied to the live tree at commit (:meth:`Store.apply`).
+        self.log: list[Edit] = []
         #: Distinct nodes read or changed: what the transaction-nodes quota limits.
         self.touched: set[str] = set()
         #: Per owner, the nodes and bytes its commit would add to what the store
-        #: accounts (negative: free), so that quotas see a transaction's own nodes.
-        self.owned_delta: dict[int, list[int]] = {}
+        #: accounts (negative: free): what :meth:`pending_usage` answers.
+        self._usage: dict[int, list[int]] = {}
         self._closed = False
 
     # -- the snapshot, recorded ---------------------------------------------------
@@ -152,6 +150,12 @@ class Transaction:
 
     # -- accounting (looks without recording reads: a quota is not a read) -----------
 
+    def pending_usage(self, domid: int) -> tuple[int, int]:
+        """The nodes and bytes its commit would add to what domain ``domid`` owns
+        (negative when it frees more than it makes), so that quotas count them."""
+        delta = self._usage.get(domid)
+        return (0, 0) if delta is None else (delta[0], delta[1])
+
     def _peek(self, path: str) -> tuple[bytes, Perms]:
         """The value and perms of an existing node as this transaction sees them."""
         entry = self.pending.get(path)
@@ -176,9 +180,9 @@ class Transaction:
             entry.added)
 
     def _count(self, path: str, value: bytes, perms: Perms, sign: int) -> None:
-        delta = self.owned_delta.setdefault(perms[0].domid, [0, 0])
+        delta = self._usage.setdefault(perms[0].domid, [0, 0])
         delta[0] += sign
-        delta[1] += sign * (len(path) + len(value) + 8 * len(perms))
+        delta[1] += sign * node_bytes(path, value, perms)
 
     # -- changes ----------------------------------------------------------------------
 
@@ -192,7 +196,8 @@ class Transaction:
     def write(self, path: str, value: bytes, owner: int | None) -> Change | None:
         if self.exists(path):
             old, perms = self._peek(path)
-            self.owned_delta.setdefault(perms[0].domid, [0, 0])[1] += len(value) - len(old)
+            # node_bytes counts the value byte for byte: the rest of it stays.
+            self._usage.setdefault(perms[0].domid, [0, 0])[1] += len(value) - len(old)
             self._entry(path).value = value
         else:
             self._create(path, value, owner)
@@ -261,24 +266,25 @@ class Transaction:
 
     def conflicts(self) -> list[Conflict]:
         """What it read that a commit after its snapshot has changed."""
-        nodes = self.store.nodes
+        generations = self.store.generations
         found = []
         for (path, aspect), seen in self.reads.items():
-            node = nodes.get(path)
+            gens = generations(path)
             if aspect == EXISTS:
-                if (node is not None) != seen:
-                    found.append(Conflict(path, aspect, node.vgen if node is not None else 0))
+                if (gens is not None) != seen:
+                    found.append(Conflict(path, aspect, gens[0] if gens is not None else 0))
                 continue
-            if node is None:
+            if gens is None:
                 found.append(Conflict(path, aspect, 0))
                 continue
-            now = node.vgen if aspect == VALUE else node.pgen if aspect == PERMS else node.cgen
+            now = gens[_GENERATION_OF[aspect]]
             if now != seen:
                 found.append(Conflict(path, aspect, now))
         return found
 
     def commit(self, detail: bool = True) -> list[Change]:
-        """Replay its changes on the live tree, or raise EAGAIN; the snapshot closes.
+        """Apply its changes to the live tree as one commit, or raise
+        :class:`TransactionConflict` (an EAGAIN); the snapshot closes either way.
 
         Returns the changes to fire, one per changed node, in the order the
         nodes were first changed (each with its last change's details).
@@ -288,34 +294,11 @@ class Transaction:
                 return []
             conflicts = self.conflicts()
             if conflicts:
-                first = conflicts[0]
-                refused = EAGAIN(
-                    f"transaction {self.tx_id}: the {first.aspect} of {first.path} it read "
-                    f"was changed by commit {first.changed_by}"
-                )
-                refused.conflicts = conflicts  # type: ignore[attr-defined]
-                raise refused
-            # Its own snapshot is no longer needed: closed first, so the replay
+                raise TransactionConflict(self.tx_id, conflicts)
+            # Its own snapshot is no longer needed: closed first, so the commit
             # does not save old versions for it (a copy of a big parent's list).
             self.close()
-            store = self.store
-            gen = store.next_generation()
-            changes: dict[str, Change] = {}
-            for kind, path, arg, owner in self.log:
-                if kind == "write":
-                    assert isinstance(arg, bytes)
-                    change: Change | None = store.write(path, arg, owner, gen)
-                elif kind == "mkdir":
-                    change = store.mkdir(path, owner, gen)
-                elif kind == "perms":
-                    assert isinstance(arg, tuple)
-                    change = store.set_perms(path, arg, gen)
-                else:
-                    change = store.remove(path, detail, gen)
-                if change is not None:
-                    # A dict keeps a key's first position: the order of first change.
-                    changes[change.path] = change
-            return list(changes.values())
+            return self.store.apply(self.log, detail)
         finally:
             self.close()
 

@@ -1,4 +1,4 @@
-"""The tree: nodes with values, permissions, ordered children, and their versions.
+"""The tree: nodes with values, permissions, ordered children, and their generations.
 
 Nodes live in one flat ``dict`` keyed by canonical path, so a READ is one
 lookup whatever the depth; each node also keeps its children in an
@@ -8,18 +8,16 @@ string objects that key the flat dict: a name is cut from its path only when a
 listing is made, so no node pays for its name twice.
 
 Every committed change (a request outside a transaction, or a whole
-transaction's commit) gets the next value of the store's ``generation``. A node
-remembers, per aspect, the generation that last changed it: ``vgen`` (value,
-and the node's existence), ``pgen`` (perms) and ``cgen`` (child list).
-Transactions compare these to decide conflicts.
+transaction's commit) gets the next value of the store's ``generation``, which
+only the store assigns. A node remembers, per aspect, the generation that last
+changed it (see :class:`~xenstore.store.node.Node`); transactions compare these
+to decide conflicts.
 
-Versions, for transaction snapshots: a transaction reads the tree as it was at
-its start, without copying anything when it starts. While a snapshot is open,
-the first change to a node after the newest open snapshot saves the node's
-previous version (or "missing") in ``history``; reading at snapshot S takes the
-oldest saved version newer than S, else the current node. Saved versions are
-dropped once no open snapshot is older than them, so with no transaction open
-the store keeps nothing but the current tree.
+The seam with transactions is narrow and named: a transaction reads the tree as
+it was at its snapshot through :meth:`Store.at`, asks the current generations of
+what it read through :meth:`Store.generations`, and commits by handing its log
+of edits to :meth:`Store.apply`. Both answer :meth:`View.pending_usage`, so the
+quota checks never ask which kind of view they hold.
 
 The store knows nothing of callers or permission checks: the core decides who
 may do what, then asks the store (or a transaction's view of it) to do it.
@@ -27,88 +25,19 @@ may do what, then asks the store (or a transaction's view of it) to do it.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
-
-from sortedcontainers import SortedList
 
 from xenstore import paths
 from xenstore.changes import Change
-from xenstore.perms import Perm, Perms, intern, owner_only
+from xenstore.perms import Perms, owner_only
+from xenstore.store.node import Node, inherited_perms, names_of, node_bytes, postorder
+from xenstore.store.versions import Versions
 
-
-class Node:
-    """One node. ``children`` maps the children's paths to ``None`` (an ordered set),
-    or is ``None`` for a node without children: most nodes are leaves, and an empty
-    dict costs 64 bytes each."""
-
-    __slots__ = ("cgen", "children", "listing", "perms", "pgen", "value", "vgen")
-
-    def __init__(
-        self,
-        value: bytes,
-        perms: Perms,
-        gen: int,
-        children: dict[str, None] | None = None,
-    ) -> None:
-        self.value = value
-        self.perms = perms
-        self.vgen = self.pgen = self.cgen = gen
-        self.children: dict[str, None] | None = children or None
-        #: The children as DIRECTORY sends them, kept until the list changes.
-        self.listing: bytes | None = None
-
-    @property
-    def generation(self) -> int:
-        """The last change of any kind: what DIRECTORY_PART reports."""
-        return max(self.vgen, self.pgen, self.cgen)
-
-    def copy(self) -> Node:
-        twin = Node(self.value, self.perms, self.vgen,
-                    dict(self.children) if self.children else None)
-        twin.pgen, twin.cgen = self.pgen, self.cgen
-        return twin
-
-    def __repr__(self) -> str:
-        return (
-            f"Node({self.value!r}, {self.perms}, v{self.vgen} p{self.pgen} c{self.cgen}, "
-            f"{list(self.children or ())})"
-        )
-
-
-def postorder(path: str, lookup: Callable[[str], Node]) -> list[tuple[str, Node]]:
-    """The subtree at ``path`` (nodes from ``lookup``), children before parents."""
-    out: list[tuple[str, Node]] = []
-    stack: list[tuple[str, bool]] = [(path, False)]
-    while stack:
-        top, expanded = stack.pop()
-        node = lookup(top)
-        if expanded or not node.children:
-            out.append((top, node))
-        else:
-            stack.append((top, True))
-            stack.extend((below, False) for below in reversed(node.children))
-    return out
-
-
-def names_of(path: str, children: dict[str, None] | None) -> list[str]:
-    """The children's names, in order, from a child dict keyed by their paths."""
-    if not children:
-        return []
-    cut = 1 if path == paths.ROOT else len(path) + 1
-    return [below[cut:] for below in children]
-
-
-def inherited_perms(parent: Perms, owner: int | None) -> Perms:
-    """Perms of a node created under ``parent``: a copy, owned by ``owner`` if given.
-
-    An unprivileged creator owns what it creates (as cxenstored); a privileged
-    creator keeps the parent's owner.
-    """
-    if owner is None or parent[0].domid == owner:
-        return parent
-    return intern((Perm(owner, parent[0].access), *parent[1:]))
+#: One change of a transaction's log, replayed by :meth:`Store.apply`:
+#: ``(kind, path, value or perms or None, owner)``, the kind one of
+#: ``"write"`` (a value), ``"mkdir"``, ``"perms"`` (perms) or ``"rm"``.
+Edit = tuple[str, str, "bytes | Perms | None", "int | None"]
 
 
 class View(Protocol):
@@ -131,6 +60,11 @@ class View(Protocol):
 
     def gencnt(self, path: str) -> int: ...
 
+    def pending_usage(self, domid: int) -> tuple[int, int]:
+        """The nodes and bytes (:func:`node_bytes`) this view would add to what
+        domain ``domid`` owns once it commits: (0, 0) for the store itself."""
+        ...
+
     def write(self, path: str, value: bytes, owner: int | None) -> Change | None: ...
 
     def mkdir(self, path: str, owner: int | None) -> Change | None: ...
@@ -146,73 +80,54 @@ class Store:
     def __init__(self) -> None:
         self.generation = 0
         self.nodes: dict[str, Node] = {"/": Node(b"", owner_only(0), 0)}
-        #: path -> [(generation of a change, the version before it or None)], oldest first.
-        self.history: dict[str, list[tuple[int, Node | None]]] = {}
-        self._history_order: deque[tuple[int, str]] = deque()
-        #: Generations of the open snapshots (a multiset).
-        self._snapshots = SortedList()
-        #: Nodes per owner domain, and the bytes they hold (path, value, 8 per
-        #: permission entry, as cxenstored sizes them): the nodes and memory quotas.
+        self.versions = Versions()
+        #: Nodes per owner domain, and the bytes they hold (:func:`node_bytes`):
+        #: what the nodes and memory quotas read.
         self.owned: dict[int, int] = {0: 1}
-        self.owned_bytes: dict[int, int] = {0: 1 + 8}
+        self.owned_bytes: dict[int, int] = {0: node_bytes("/", b"", owner_only(0))}
         # The initial tree of cxenstored: /tool/xenstored.
         self.write("/tool/xenstored", b"", None)
 
     def __len__(self) -> int:
         return len(self.nodes)
 
-    # -- snapshots -------------------------------------------------------------
+    # -- snapshots: what a transaction reads -------------------------------------
 
     def open_snapshot(self) -> int:
         """Start reading at the current generation: O(1), whatever the tree's size."""
-        self._snapshots.add(self.generation)
-        return self.generation
+        return self.versions.open(self.generation)
 
     def close_snapshot(self, snapshot: int) -> None:
-        self._snapshots.remove(snapshot)
-        self._prune()
+        self.versions.close(snapshot, self.generation)
 
     @property
     def open_snapshots(self) -> int:
-        return len(self._snapshots)
+        return len(self.versions.snapshots)
+
+    def snapshots(self) -> list[int]:
+        """The generations of the open snapshots, oldest first (one per transaction)."""
+        return list(self.versions.snapshots)
+
+    @property
+    def history(self) -> dict[str, list[tuple[int, Node | None]]]:
+        """The saved versions by path (read-only: for inspection and tests)."""
+        return self.versions.history
 
     def at(self, path: str, snapshot: int) -> Node | None:
-        """The node at ``path`` as it was at generation ``snapshot``."""
-        versions = self.history.get(path)
-        if versions is not None:
-            for gen, old in versions:
+        """The node at ``path`` as it was at generation ``snapshot`` (read-only): the
+        oldest version saved after the snapshot, else the current node."""
+        saved = self.versions.history.get(path)  # inline: every transaction read comes here
+        if saved is not None:
+            for gen, old in saved:
                 if gen > snapshot:
                     return old
         return self.nodes.get(path)
 
-    def _save(self, path: str, node: Node | None, gen: int, copy: bool = True) -> None:
-        """Keep the version of ``path`` before change ``gen`` if a snapshot needs it.
-
-        ``copy=False`` when the node is about to leave the tree for good.
-        """
-        snapshots = self._snapshots
-        if not snapshots:
-            return
-        versions = self.history.get(path)
-        if versions is not None and versions[-1][0] > snapshots[-1]:
-            return  # changed since the newest snapshot: every snapshot is covered
-        saved = node.copy() if node is not None and copy else node
-        if versions is None:
-            self.history[path] = [(gen, saved)]
-        else:
-            versions.append((gen, saved))
-        self._history_order.append((gen, path))
-
-    def _prune(self) -> None:
-        oldest = self._snapshots[0] if self._snapshots else self.generation
-        order = self._history_order
-        history = self.history
-        while order and order[0][0] <= oldest:
-            _, path = order.popleft()
-            versions = history[path]
-            del versions[0]
-            if not versions:
-                del history[path]
+    def generations(self, path: str) -> tuple[int, int, int] | None:
+        """The generations that last changed the node's value (or made it), perms
+        and child list, now; ``None`` when there is no node at ``path``."""
+        node = self.nodes.get(path)
+        return None if node is None else (node.vgen, node.pgen, node.cgen)
 
     # -- reads (the View protocol, on the current tree) ------------------------
 
@@ -240,32 +155,77 @@ class Store:
     def gencnt(self, path: str) -> int:
         return self.nodes[path].generation
 
-    # -- changes ----------------------------------------------------------------
+    def pending_usage(self, domid: int) -> tuple[int, int]:
+        """Nothing pending: the store's changes are committed as they are made."""
+        return 0, 0
 
-    def next_generation(self) -> int:
-        self.generation += 1
-        return self.generation
+    # -- changes: each is a commit of its own --------------------------------------
 
-    def write(
-        self, path: str, value: bytes, owner: int | None, gen: int | None = None
-    ) -> Change:
+    def write(self, path: str, value: bytes, owner: int | None) -> Change:
         """Set a value, creating the node and missing ancestors (perms inherited)."""
-        gen = gen if gen is not None else self.next_generation()
+        self.generation += 1
+        return self._write(path, value, owner, self.generation)
+
+    def mkdir(self, path: str, owner: int | None) -> Change | None:
+        """Create the node (and missing ancestors) if it does not exist."""
+        if path in self.nodes:
+            return None
+        self.generation += 1
+        return self._mkdir(path, owner, self.generation)
+
+    def set_perms(self, path: str, perms: Perms) -> Change:
+        self.generation += 1
+        return self._set_perms(path, perms, self.generation)
+
+    def remove(self, path: str, detail: bool) -> Change:
+        """Remove ``path`` and its subtree.
+
+        Nodes go children first, in child order, as cxenstored deletes them
+        (and so orders their events). With ``detail``, the change lists every
+        removed descendant with the perms that judge who hears of it.
+        """
+        self.generation += 1
+        return self._remove(path, detail, self.generation)
+
+    def apply(self, log: Sequence[Edit], detail: bool = True) -> list[Change]:
+        """Make a transaction's edits, in order, as one commit under one new generation.
+
+        The caller has checked that they still apply (nothing the transaction read
+        has changed). Returns the changes to fire, one per changed node, in the
+        order the nodes were first changed (each with its last change's details).
+        """
+        self.generation += 1
+        gen = self.generation
+        changes: dict[str, Change] = {}
+        for kind, path, arg, owner in log:
+            if kind == "write":
+                assert isinstance(arg, bytes)
+                change: Change | None = self._write(path, arg, owner, gen)
+            elif kind == "mkdir":
+                change = self._mkdir(path, owner, gen) if path not in self.nodes else None
+            elif kind == "perms":
+                assert isinstance(arg, tuple)
+                change = self._set_perms(path, arg, gen)
+            else:
+                change = self._remove(path, detail, gen)
+            if change is not None:
+                # A dict keeps a key's first position: the order of first change.
+                changes[change.path] = change
+        return list(changes.values())
+
+    def _write(self, path: str, value: bytes, owner: int | None, gen: int) -> Change:
         node = self.nodes.get(path)
         if node is None:
             node = self._create(path, value, owner, gen)
         else:
-            self._save(path, node, gen)
+            self.versions.save(path, node, gen)
+            # node_bytes counts the value byte for byte: the rest of it stays.
             self._account(node.perms[0].domid, 0, len(value) - len(node.value))
             node.value = value
             node.vgen = gen
         return Change(path, (node.perms, self.nodes[paths.parent(path)].perms))
 
-    def mkdir(self, path: str, owner: int | None, gen: int | None = None) -> Change | None:
-        """Create the node (and missing ancestors) if it does not exist."""
-        if path in self.nodes:
-            return None
-        gen = gen if gen is not None else self.next_generation()
+    def _mkdir(self, path: str, owner: int | None, gen: int) -> Change:
         node = self._create(path, b"", owner, gen)
         return Change(path, (node.perms, self.nodes[paths.parent(path)].perms))
 
@@ -278,44 +238,38 @@ class Store:
             top = paths.parent(top)
         missing.reverse()
         above = nodes[top]
-        self._save(top, above, gen)
+        save = self.versions.save
+        save(top, above, gen)
         if above.children is None:
             above.children = {}
         above.children[missing[0]] = None
         above.listing = None
         above.cgen = gen
         perms = inherited_perms(above.perms, owner)
-        held = sum(len(new) for new in missing) + len(value) + 8 * len(perms) * len(missing)
+        held = node_bytes(path, value, perms)
+        for new in missing[:-1]:
+            held += node_bytes(new, b"", perms)
         self._account(perms[0].domid, len(missing), held)
         node = above
         for index, new in enumerate(missing):
-            self._save(new, None, gen)
+            save(new, None, gen)
             last = new == path
             children = None if last else {missing[index + 1]: None}
             node = Node(value if last else b"", perms, gen, children)
             nodes[new] = node
         return node
 
-    def set_perms(self, path: str, perms: Perms, gen: int | None = None) -> Change:
-        gen = gen if gen is not None else self.next_generation()
+    def _set_perms(self, path: str, perms: Perms, gen: int) -> Change:
         node = self.nodes[path]
-        self._save(path, node, gen)
+        self.versions.save(path, node, gen)
         old = node.perms
-        base = len(path) + len(node.value)
-        self._account(old[0].domid, -1, -(base + 8 * len(old)))
-        self._account(perms[0].domid, 1, base + 8 * len(perms))
+        self._account(old[0].domid, -1, -node_bytes(path, node.value, old))
+        self._account(perms[0].domid, 1, node_bytes(path, node.value, perms))
         node.perms = perms
         node.pgen = gen
         return Change(path, (old, perms, self.nodes[paths.parent(path)].perms))
 
-    def remove(self, path: str, detail: bool, gen: int | None = None) -> Change:
-        """Remove ``path`` and its subtree.
-
-        Nodes go children first, in child order, as cxenstored deletes them
-        (and so orders their events). With ``detail``, the change lists every
-        removed descendant with the perms that judge who hears of it.
-        """
-        gen = gen if gen is not None else self.next_generation()
+    def _remove(self, path: str, detail: bool, gen: int) -> Change:
         nodes = self.nodes
         above_path = paths.parent(path)
         above = nodes[above_path]
@@ -327,9 +281,10 @@ class Store:
                 (gone, (node.perms, node_of[paths.parent(gone)].perms))
                 for gone, node in removed[:-1]
             )
-        if self._snapshots:
+        versions = self.versions
+        if versions.snapshots:
             for gone, node in removed:
-                self._save(gone, node, gen, copy=False)
+                versions.save(gone, node, gen, copy=False)
         # One account update per owner, not per node: a domain's teardown removes
         # tens of thousands of nodes of one or two owners.
         counts: dict[int, int] = {}
@@ -337,11 +292,11 @@ class Store:
         for gone, node in removed:
             owner = node.perms[0].domid
             counts[owner] = counts.get(owner, 0) - 1
-            sizes[owner] = sizes.get(owner, 0) - (len(gone) + len(node.value) + 8 * len(node.perms))
+            sizes[owner] = sizes.get(owner, 0) - node_bytes(gone, node.value, node.perms)
             del nodes[gone]
         for owner, count in counts.items():
             self._account(owner, count, sizes[owner])
-        self._save(above_path, above, gen)
+        versions.save(above_path, above, gen)
         assert above.children is not None
         del above.children[path]
         if not above.children:
@@ -377,8 +332,8 @@ class Store:
 
         Every node but the root is listed by its parent, every listed child
         exists, no node is newer than the generation counter, every node has at
-        least its owner's permission entry, and no saved version outlives the
-        snapshots that need it.
+        least its owner's permission entry, the owner accounts match a recount,
+        and the saved versions are sound (:meth:`Versions.problems`).
         """
         problems = []
         nodes = self.nodes
@@ -396,8 +351,7 @@ class Store:
                 above = nodes.get(paths.parent(path))
                 if above is None or path not in (above.children or ()):
                     problems.append(f"{path}: not listed by its parent")
-        if not self._snapshots and self.history:
-            problems.append(f"{len(self.history)} paths keep versions with no snapshot open")
+        problems += self.versions.problems(self.generation)
         counted, held = self._recount()
         if counted != self.owned or held != self.owned_bytes:
             problems.append(
@@ -414,7 +368,7 @@ class Store:
                 continue
             owner = node.perms[0].domid
             counted[owner] = counted.get(owner, 0) + 1
-            held[owner] = held.get(owner, 0) + len(path) + len(node.value) + 8 * len(node.perms)
+            held[owner] = held.get(owner, 0) + node_bytes(path, node.value, node.perms)
         return counted, held
 
     def repair(self) -> list[str]:
@@ -455,10 +409,7 @@ class Store:
             if node.generation > self.generation:
                 self.generation = node.generation
                 done.append(f"{path}: newer than the generation counter; counter moved")
-        if not self._snapshots and self.history:
-            self.history.clear()
-            self._history_order.clear()
-            done.append("versions kept with no snapshot open; dropped")
+        done += self.versions.repair(self.generation)
         counted, held = self._recount()
         if counted != self.owned or held != self.owned_bytes:
             self.owned, self.owned_bytes = counted, held

@@ -1,0 +1,118 @@
+"""Old versions of nodes, kept while an open snapshot may still read them.
+
+A transaction reads the tree as it was at its start, without copying anything
+when it starts: it opens a snapshot, which is only the store's generation then.
+While a snapshot is open, the first change to a node after the newest open
+snapshot saves the node's previous version (or "missing"); reading at snapshot S
+takes the oldest saved version newer than S, else the current node. Saved
+versions are dropped once no open snapshot is older than them, so with no
+transaction open nothing is kept but the current tree.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from sortedcontainers import SortedList
+
+from xenstore.store.node import Node
+
+#: Problems reported per kind before the rest are summed up.
+SHOWN = 5
+
+
+class Versions:
+    """The open snapshots, and the saved versions they need (read by :meth:`Store.at`)."""
+
+    def __init__(self) -> None:
+        #: path -> [(generation of a change, the version before it or None)], oldest first.
+        self.history: dict[str, list[tuple[int, Node | None]]] = {}
+        #: Every saved version as (generation, path), oldest first: what to prune next.
+        self.order: deque[tuple[int, str]] = deque()
+        #: Generations of the open snapshots (a multiset), oldest first.
+        self.snapshots = SortedList()
+
+    def open(self, generation: int) -> int:
+        self.snapshots.add(generation)
+        return generation
+
+    def close(self, snapshot: int, generation: int) -> None:
+        self.snapshots.remove(snapshot)
+        self.prune(generation)
+
+    def save(self, path: str, node: Node | None, gen: int, copy: bool = True) -> None:
+        """Keep the version of ``path`` before change ``gen`` if a snapshot needs it.
+
+        ``copy=False`` when the node is about to leave the tree for good.
+        """
+        snapshots = self.snapshots
+        if not snapshots:
+            return
+        versions = self.history.get(path)
+        if versions is not None and versions[-1][0] > snapshots[-1]:
+            return  # changed since the newest snapshot: every snapshot is covered
+        saved = node.copy() if node is not None and copy else node
+        if versions is None:
+            self.history[path] = [(gen, saved)]
+        else:
+            versions.append((gen, saved))
+        self.order.append((gen, path))
+
+    def prune(self, generation: int) -> None:
+        """Drop the versions no open snapshot reads (``generation``: the store's now)."""
+        oldest = self.snapshots[0] if self.snapshots else generation
+        order = self.order
+        history = self.history
+        while order and order[0][0] <= oldest:
+            _, path = order.popleft()
+            versions = history[path]
+            del versions[0]
+            if not versions:
+                del history[path]
+
+    @property
+    def saved(self) -> int:
+        """How many versions are kept."""
+        return len(self.order)
+
+    def problems(self, generation: int) -> list[str]:
+        """What is unsound: versions out of order or from the future, a pruning queue
+        that does not name exactly the saved versions, versions with no snapshot open."""
+        found = []
+        saved = 0
+        for path, versions in self.history.items():
+            gens = [gen for gen, _ in versions]
+            saved += len(gens)
+            if not versions:
+                found.append(f"{path}: an empty list of saved versions")
+            elif gens != sorted(set(gens)) or gens[-1] > generation:
+                found.append(f"{path}: saved versions at generations {gens} out of order")
+        if len(found) > SHOWN:
+            found[SHOWN:] = [f"... and {len(found) - SHOWN} more paths with bad saved versions"]
+        if saved != len(self.order):
+            found.append(f"{saved} saved versions but {len(self.order)} queued to prune")
+        if not self.snapshots and self.history:
+            found.append(f"{len(self.history)} paths keep versions with no snapshot open")
+        return found
+
+    def repair(self, generation: int) -> list[str]:
+        """Make the versions sound again (see :meth:`problems`); what was done."""
+        if not self.problems(generation):
+            return []
+        if not self.snapshots:
+            self.history.clear()
+            self.order.clear()
+            return ["versions kept with no snapshot open; dropped"]
+        for path, versions in list(self.history.items()):
+            kept: dict[int, Node | None] = {}
+            for gen, old in sorted(versions, key=lambda saved: saved[0]):
+                if gen <= generation:
+                    kept.setdefault(gen, old)
+            if kept:
+                self.history[path] = list(kept.items())
+            else:
+                del self.history[path]
+        self.order = deque(sorted(
+            (gen, path) for path, versions in self.history.items() for gen, _ in versions
+        ))
+        return ["saved versions out of order or unqueued; sorted and queued again"]
