@@ -35,8 +35,8 @@ from typing import Protocol, TypeVar
 
 from xenstore.daemon import invariants
 from xenstore.daemon.core import Server
-from xenstore.daemon.domains import DEFAULT_QUOTAS
 from xenstore.daemon.effects import Close, Effect, Log, Send
+from xenstore.daemon.quotas import DEFAULTS as DEFAULT_QUOTAS
 from xenstore.errors import ProtocolError
 from xenstore.protocol.codec import Framer, Packet, encode, split
 from xenstore.protocol.ops import HEADER_SIZE, PAYLOAD_MAX, Op

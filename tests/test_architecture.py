@@ -169,7 +169,6 @@ def test_the_graph_covers_the_package() -> None:
     assert "xenstore.errors" in graph["xenstore.paths"]
 
 
-@IN_PROGRESS
 def test_no_import_circle_in_the_package() -> None:
     """Module-level and typing-only imports (``if TYPE_CHECKING:``) count; imports
     inside functions are deliberate lazy imports and do not."""

@@ -9,9 +9,10 @@ import pytest
 from tests.core.harness import Caller
 from tests.core.test_domains import introduce
 from tests.core.test_watches import events
-from xenstore.daemon.control import HELP, newest_that_fit
+from xenstore.daemon.control import HELP
 from xenstore.daemon.core import Server
 from xenstore.daemon.effects import Effect, Log, Send, TraceFile
+from xenstore.daemon.replies import newest_that_fit
 from xenstore.protocol.codec import Packet, join
 from xenstore.protocol.ops import PAYLOAD_MAX, Op
 
@@ -208,7 +209,7 @@ def test_an_oversized_reply_becomes_e2big(monkeypatch: pytest.MonkeyPatch) -> No
     (log,) = [e for e in guest.effects if isinstance(e, Log)]
     assert log.message.startswith("internal error on READ ") and "5000 bytes" in log.message
     assert log.domid == 5  # a guest's lines are rate-limited
-    monkeypatch.setattr(server, "_control_help", huge)
+    monkeypatch.setattr(server.control, "_control_help", huge)
     assert dom0.error(Op.CONTROL, "help") == "E2BIG"
     replies_fit(dom0.effects)
     assert any(isinstance(e, Log) and e.message.startswith("internal error on CONTROL ")

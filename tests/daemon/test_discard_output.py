@@ -31,19 +31,13 @@ TOTAL = BOUNDARIES[-1]
 
 class Writer(Output):
     def __init__(self, nursery: trio.Nursery | None) -> None:
-        self.options = ShellOptions(socket_path="unused")
-        self.peers: dict[int, Peer] = {}
-        self._dirty: list[Peer] = []
-        self._nursery = nursery
-        self.backlog_bytes = 0
-        self._pending_bytes = 0
+        super().__init__(ShellOptions(socket_path="unused"), {})
+        self.nursery = nursery
 
     def give(self, peer: Peer, wire: list[bytes]) -> None:
         """What carry_out does with Send effects."""
-        if not peer.out and wire:
-            self._dirty.append(peer)
-        peer.out.extend(wire)
-        self._pending_bytes += sum(map(len, wire))
+        for data in wire:
+            self.post(peer, data)
 
 
 def pair() -> tuple[socket.socket, socket.socket]:
@@ -115,7 +109,7 @@ def test_discard_drops_what_was_not_written_yet() -> None:
     writer.give(other, WIRE[3:4])
     writer.discard_output(1)
     assert guest.out == [] and writer._dirty == [other]
-    assert writer._pending_bytes == len(WIRE[3])
+    assert writer.pending_bytes == len(WIRE[3])
     writer.discard_output(7)  # gone already: nothing to do
     writer.flush_dirty()
     assert drain(theirs) == b"" and drain(other_end) == WIRE[3]

@@ -19,7 +19,7 @@ from tests.conftest import short_tempdir
 from xenstore import errors
 from xenstore.aclient import open_client
 from xenstore.daemon.core import Connection, Server
-from xenstore.daemon.effects import Log, Send
+from xenstore.daemon.effects import Log, Outbox, Send
 from xenstore.daemon.shell import Shell, ShellOptions
 from xenstore.protocol.codec import Packet
 from xenstore.protocol.ops import Op
@@ -27,7 +27,8 @@ from xenstore.store import Store
 from xenstore.transactions import Transaction
 
 
-def broken_handler(conn: Connection, tx: Transaction | None, payload: bytes) -> bytes:
+def broken_handler(conn: Connection, tx: Transaction | None, payload: bytes,
+                   out: Outbox) -> bytes:
     raise RuntimeError("injected bug")
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from fuzz import driver
 from xenstore.daemon.core import Server
+from xenstore.daemon.tx_ops import TransactionOps
 from xenstore.daemon.watches import WatchRegistry
 
 
@@ -65,7 +66,7 @@ def test_watches_left_after_a_disconnect_are_a_finding(monkeypatch: pytest.Monke
 def test_transactions_left_after_a_disconnect_are_a_finding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(Server, "_abort_all", lambda self, conn: None)
+    monkeypatch.setattr(TransactionOps, "abort_all", lambda self, conn: None)
     found = first_finding()
     assert found is not None and "open snapshots" in found
 

@@ -7,25 +7,16 @@ import argparse
 from xenstore.daemon.config import Config
 from xenstore.daemon.core import Server
 from xenstore.daemon.output import BACKLOG_MAX, BACKLOG_TOTAL
+from xenstore.daemon.quotas import DEFAULTS, FLAGS
 from xenstore.daemon.shell import Shell, ShellOptions
 from xenstore.daemon.trace import Tracer
-
-#: cxenstored's quota flags and the quota each one sets.
-QUOTA_FLAGS = {
-    "entry_nb": "nodes",
-    "entry_size": "node-size",
-    "watch_nb": "watches",
-    "transaction": "transactions",
-    "perm_nb": "permissions",
-    "path_max": "path-max",
-}
 
 
 def config_from(args: argparse.Namespace) -> Config:
     """The core's settings from the flags; ValueError for a malformed or unknown quota."""
     config = Config(keep_orphans=bool(args.keep_orphans), trace_file=args.trace_file,
                     faults=bool(args.faults))
-    for flag, quota in QUOTA_FLAGS.items():
+    for flag, quota in FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
             config.quotas[quota] = value
@@ -33,7 +24,7 @@ def config_from(args: argparse.Namespace) -> Config:
         name, _, value = quota.partition("=")
         if not value.isdigit():
             raise ValueError(f"-Q {quota}: expected NAME=NUMBER")
-        if name not in config.quotas:
+        if name not in DEFAULTS:
             raise ValueError(f"-Q {quota}: unknown quota {name!r}")
         config.quotas[name] = int(value)
     return config

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from xenstore.daemon.domains import DEFAULT_QUOTAS
-
 
 @dataclass(slots=True)
 class Config:
@@ -14,11 +12,13 @@ class Config:
     ``quotas`` are the global quotas by their wire names (``nodes``,
     ``watches``, ``transactions``, ``node-size``, ``permissions``,
     ``path-max``, ``transaction-nodes``, ``memory``, ``outstanding``): the
-    defaults of every domain; 0 disables one. Privileged connections are exempt
-    from all but ``path-max``, which cxenstored 4.17 applies to dom0 too.
+    defaults of every domain; 0 disables one. Those not given take
+    :data:`xenstore.daemon.quotas.DEFAULTS` when the server is made.
+    Privileged connections are exempt from all but ``path-max``, which
+    cxenstored 4.17 applies to dom0 too.
     """
 
-    quotas: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
+    quotas: dict[str, int] = field(default_factory=dict)
     #: Log every refused commit with its cause (they are kept for CONTROL anyway).
     log_conflicts: bool = True
     #: At RELEASE, hand a domain's nodes to dom0 instead of removing them (``-K``).

@@ -1,8 +1,7 @@
 """Domain management requests: INTRODUCE, RELEASE and friends, quotas and features.
 
-A mixin of :class:`~xenstore.daemon.core.Server`, split out to keep each module
-to one concern; it uses the server's state (``domains``, ``connections``,
-``store``, ``watches``) and helpers.
+A concern of the core (:class:`~xenstore.daemon.core.Server` composes it): it
+works on the server's state and fires events through the watch operations.
 """
 
 from __future__ import annotations
@@ -13,17 +12,17 @@ from typing import TYPE_CHECKING
 
 from xenstore import paths, perms
 from xenstore.daemon.domains import SUPPORTED_FEATURES, Domain, parse_domid, parse_number
-from xenstore.daemon.effects import Close, DiscardOutput, Effect, Listen, Log, Unlisten
+from xenstore.daemon.effects import Close, DiscardOutput, Listen, Log, Outbox, Unlisten
 from xenstore.errors import EBUSY, EINVAL, ENOENT
 from xenstore.perms import DOMID_FIRST_RESERVED, Perm, intern
 from xenstore.protocol.codec import split
 
 if TYPE_CHECKING:
-    from xenstore.changes import Change
-    from xenstore.daemon.config import Config
-    from xenstore.daemon.core import Connection
-    from xenstore.daemon.watches import WatchRegistry
-    from xenstore.store import Store
+    from collections.abc import Callable
+
+    from xenstore.daemon.state import Connection, ServerState
+    from xenstore.daemon.tx_ops import TransactionOps
+    from xenstore.daemon.watch_ops import WatchOps
     from xenstore.transactions import Transaction
 
 OK = b"OK\0"
@@ -49,27 +48,15 @@ def decimal_domid(text: bytes) -> int:
 class DomainOps:
     """The handlers of the domain-management ops (privileged callers only)."""
 
-    if TYPE_CHECKING:  # what the Server provides
-        config: Config
-        store: Store
-        watches: WatchRegistry
-        connections: dict[int, Connection]
-        domains: dict[int, Domain]
-        pending_features: dict[int, int]
-        _effects: list[Effect]
-        _after_reply: list[Effect]
+    def __init__(self, state: ServerState, watches: WatchOps, transactions: TransactionOps,
+                 disconnect: Callable[[int], object]) -> None:
+        self.state = state
+        self.watch_ops = watches
+        self.transactions = transactions
+        self.disconnect = disconnect
 
-        def disconnect(self, conn_id: int) -> list[Effect]: ...
-
-        def fire_special(self, name: str, domid: int) -> list[Effect]: ...
-
-        def _fire(self, change: Change | None) -> None: ...
-
-        def _abort_all(self, conn: Connection) -> None: ...
-
-    def _do_introduce(
-        self, conn: Connection, tx: Transaction | None, payload: bytes
-    ) -> bytes:
+    def introduce(self, conn: Connection, tx: Transaction | None, payload: bytes,
+                  out: Outbox) -> bytes:
         # <domid>|<gfn>|<evtchn>|? : later fields (old xend sent a path) are ignored.
         fields = split(payload)
         if len(fields) < 3:
@@ -86,41 +73,42 @@ class DomainOps:
             return OK
         if domid >= DOMID_FIRST_RESERVED:
             raise EINVAL(f"not a guest domid: {domid}")
-        known = self.domains.get(domid)
+        known = self.state.domains.get(domid)
         if known is not None:
             # Introduced again (a resume, a reconnect): whatever the page, as
             # 4.17 ignores it, the channel is rebound and the domain's
             # connections are reset as cxenstored resets its ring. No events.
             known.gfn, known.evtchn = gfn, evtchn
-            self._reset_connections(domid)
+            self._reset_connections(domid, out)
             return OK
-        domain = Domain(domid, gfn, evtchn, features=self.pending_features.pop(domid, 0))
-        self.domains[domid] = domain
-        self._effects.append(Listen(domid))
-        self._effects.extend(self.fire_special(paths.INTRODUCE_DOMAIN, domid))
+        domain = Domain(domid, gfn, evtchn, features=self.state.pending_features.pop(domid, 0))
+        self.state.domains[domid] = domain
+        out.add(Listen(domid))
+        out.extend(self.watch_ops.fire_special(paths.INTRODUCE_DOMAIN, domid))
         return OK
 
-    def _reset_connections(self, domid: int) -> None:
+    def _reset_connections(self, domid: int, out: Outbox) -> None:
         """Drop the watches, transactions and unsent output of ``domid``'s connections.
 
         The connections stay: the guest goes on talking on them.
         """
         reset = 0
-        for other in self.connections.values():
+        for other in self.state.connections.values():
             if other.domid == domid:
-                self.watches.remove_all(other.conn_id)
-                self._abort_all(other)
-                self._effects.append(DiscardOutput(other.conn_id))
+                self.state.watches.remove_all(other.conn_id)
+                self.transactions.abort_all(other)
+                out.add(DiscardOutput(other.conn_id))
                 reset += 1
-        self._effects.append(Log(f"domain {domid} introduced again: {reset} connection(s) "
+        out.add(Log(f"domain {domid} introduced again: {reset} connection(s) "
                                  "reset", logging.INFO))
 
-    def _do_release(
-        self, conn: Connection, tx: Transaction | None, payload: bytes
-    ) -> bytes:
+    def release(self, conn: Connection, tx: Transaction | None, payload: bytes,
+                out: Outbox) -> bytes:
         domid = self._domain_arg(payload)
         # cxenstored answers first, then the clean-up's events and @releaseDomain.
-        self._after_reply.extend(self.release(domid, "released"))
+        after = Outbox()
+        self.end_domain(domid, "released", after)
+        out.after_reply.extend(after.effects)
         return OK
 
     def _domain_arg(self, payload: bytes) -> int:
@@ -132,11 +120,11 @@ class DomainOps:
         domid = decimal_domid(fields[0])
         if domid == 0:
             raise EINVAL("domain 0 cannot be released or resumed")
-        if domid not in self.domains:
+        if domid not in self.state.domains:
             raise ENOENT(f"domain {domid} is not introduced")
         return domid
 
-    def release(self, domid: int, why: str) -> list[Effect]:
+    def end_domain(self, domid: int, why: str, out: Outbox) -> None:
         """End a domain: close its connections, clean up after it, fire @releaseDomain.
 
         Its connections go first (with their watches and transactions); then
@@ -144,22 +132,17 @@ class DomainOps:
         with ``keep_orphans``; its entries in other nodes' ACLs are dropped, as
         current cxenstored revokes a dead domain's rights; then @releaseDomain.
         """
-        effects: list[Effect] = [Log(f"domain {domid} {why}")]
-        del self.domains[domid]
-        for conn_id in [c.conn_id for c in self.connections.values() if c.domid == domid]:
-            effects.append(Close(conn_id, f"domain {domid} {why}"))
-            self.disconnect(conn_id)
-        effects.append(Unlisten(domid))
-        saved, self._effects = self._effects, effects
-        try:
-            self._clean_up_after(domid)
-        finally:
-            self._effects = saved
-        effects.extend(self.fire_special(paths.RELEASE_DOMAIN, domid))
-        return effects
+        out.add(Log(f"domain {domid} {why}"))
+        del self.state.domains[domid]
+        for conn in self.state.domain_connections(domid):
+            out.add(Close(conn.conn_id, f"domain {domid} {why}"))
+            self.disconnect(conn.conn_id)
+        out.add(Unlisten(domid))
+        self._clean_up_after(domid, out)
+        out.extend(self.watch_ops.fire_special(paths.RELEASE_DOMAIN, domid))
 
-    def _clean_up_after(self, domid: int) -> None:
-        store = self.store
+    def _clean_up_after(self, domid: int, out: Outbox) -> None:
+        store = self.state.store
         owned_tops = []
         rewrite = []
         for path, node in store.nodes.items():
@@ -180,133 +163,126 @@ class DomainOps:
         for path in owned_tops:
             if path not in store.nodes:
                 continue  # went with an earlier subtree
-            if self.config.keep_orphans:
+            if self.state.config.keep_orphans:
                 for below in list(store.walk(path)):
                     node = store.nodes[below]
                     if node.perms[0].domid == domid:
                         store.set_perms(below, revoked(node.perms, domid))
             else:
-                self._fire(store.remove(path, bool(self.watches.watched_below(path))))
+                watched = bool(self.state.watches.watched_below(path))
+                self.watch_ops.fire(store.remove(path, watched), out)
 
-    def _do_is_domain_introduced(
-        self, conn: Connection, tx: Transaction | None, payload: bytes
-    ) -> bytes:
+    def is_domain_introduced(self, conn: Connection, tx: Transaction | None, payload: bytes,
+                             out: Outbox) -> bytes:
         fields = split(payload)
         if len(fields) != 1:
             raise EINVAL("expected one domid")
         domid = decimal_domid(fields[0])
-        return b"T\0" if domid in (0, DOMID_SELF) or domid in self.domains else b"F\0"
+        return b"T\0" if domid in (0, DOMID_SELF) or domid in self.state.domains else b"F\0"
 
-    def _do_resume(
-        self, conn: Connection, tx: Transaction | None, payload: bytes
-    ) -> bytes:
-        self.domains[self._domain_arg(payload)].shutdown = False
+    def resume(self, conn: Connection, tx: Transaction | None, payload: bytes,
+               out: Outbox) -> bytes:
+        self.state.domains[self._domain_arg(payload)].shutdown = False
         return OK
 
-    def _do_set_target(
-        self, conn: Connection, tx: Transaction | None, payload: bytes
-    ) -> bytes:
+    def set_target(self, conn: Connection, tx: Transaction | None, payload: bytes,
+                   out: Outbox) -> bytes:
         fields = split(payload)
         if len(fields) != 2:
             raise EINVAL("SET_TARGET takes a domid and a target domid")
         domid, target = decimal_domid(fields[0]), decimal_domid(fields[1])
         for each in (domid, target):
-            if each != 0 and each not in self.domains:  # dom0 is always introduced
+            if each != 0 and each not in self.state.domains:  # dom0 is always introduced
                 raise ENOENT(f"domain {each} is not introduced")
         if domid == 0:
             return OK  # dom0's connections have every right already
         # A target of 0 gives the domain dom0's rights over dom0's nodes, as in cxenstored.
-        self.domains[domid].target = target
-        for other in self.connections.values():
+        self.state.domains[domid].target = target
+        for other in self.state.connections.values():
             if other.domid == domid:
                 other.target = target
         return OK
 
-    def _do_get_feature(
-        self, conn: Connection, tx: Transaction | None, payload: bytes
-    ) -> bytes:
+    def get_feature(self, conn: Connection, tx: Transaction | None, payload: bytes,
+                    out: Outbox) -> bytes:
         fields = [f for f in split(payload) if f]
         if not fields:
             return b"%d\0" % SUPPORTED_FEATURES
         if len(fields) != 1:
             raise EINVAL("GET_FEATURE takes an optional domid")
         domid = parse_domid(fields[0])
-        domain = self.domains.get(domid)
+        domain = self.state.domains.get(domid)
         if domain is not None:
             return b"%d\0" % domain.features
-        if domid in self.pending_features:
-            return b"%d\0" % self.pending_features[domid]
+        if domid in self.state.pending_features:
+            return b"%d\0" % self.state.pending_features[domid]
         raise ENOENT(f"domain {domid} is not known")
 
-    def _do_set_feature(
-        self, conn: Connection, tx: Transaction | None, payload: bytes
-    ) -> bytes:
+    def set_feature(self, conn: Connection, tx: Transaction | None, payload: bytes,
+                    out: Outbox) -> bytes:
         fields = split(payload)
         if len(fields) != 2:
             raise EINVAL("SET_FEATURE takes a domid and a value")
         domid, value = parse_domid(fields[0]), parse_number(fields[1])
         if value & ~SUPPORTED_FEATURES:
             raise EINVAL(f"unsupported feature bits {value:#x}")
-        if domid in self.domains:
+        if domid in self.state.domains:
             raise EBUSY(f"domain {domid} is already introduced")
-        self.pending_features[domid] = value
+        self.state.pending_features[domid] = value
         return OK
 
-    def _do_get_quota(
-        self, conn: Connection, tx: Transaction | None, payload: bytes
-    ) -> bytes:
+    def get_quota(self, conn: Connection, tx: Transaction | None, payload: bytes,
+                  out: Outbox) -> bytes:
         fields = [f for f in split(payload) if f]
         if not fields:
-            return " ".join(self.config.quotas).encode() + b"\0"
+            return " ".join(self.state.config.quotas).encode() + b"\0"
         if len(fields) > 2:
             raise EINVAL("GET_QUOTA takes [[domid] name]")
         name = self._quota_name(fields[-1])
         if len(fields) == 1:
-            return b"%d\0" % self.config.quotas[name]
+            return b"%d\0" % self.state.config.quotas[name]
         domain = self._introduced(fields[0])
-        return b"%d\0" % domain.quotas.get(name, self.config.quotas[name])
+        return b"%d\0" % domain.quotas.get(name, self.state.config.quotas[name])
 
-    def _do_set_quota(
-        self, conn: Connection, tx: Transaction | None, payload: bytes
-    ) -> bytes:
+    def set_quota(self, conn: Connection, tx: Transaction | None, payload: bytes,
+                  out: Outbox) -> bytes:
         fields = split(payload)
         if len(fields) not in (2, 3):
             raise EINVAL("SET_QUOTA takes [domid] name value")
         name, value = self._quota_name(fields[-2]), parse_number(fields[-1])
         if len(fields) == 2:
-            self.config.quotas[name] = value
+            self.state.config.quotas[name] = value
         else:
             self._introduced(fields[0]).quotas[name] = value
         return OK
 
     def _quota_name(self, raw: bytes) -> str:
         name = raw.decode("latin-1")
-        if name not in self.config.quotas:
+        if name not in self.state.config.quotas:
             raise EINVAL(f"no quota named {name!r}")
         return name
 
     def _introduced(self, raw: bytes) -> Domain:
-        domain = self.domains.get(parse_domid(raw))
+        domain = self.state.domains.get(parse_domid(raw))
         if domain is None:
             raise ENOENT(f"domain {raw!r} is not introduced")
         return domain
 
-    def domain_died(self, domid: int, dead: bool) -> list[Effect]:
+    def domain_died(self, domid: int, dead: bool, out: Outbox) -> None:
         """Simulate what Xen would tell: the domain shut down, or died.
 
         A shutdown fires @releaseDomain once (RESUME re-arms it); a death
         releases the domain as RELEASE does.
         """
-        domain = self.domains.get(domid)
+        domain = self.state.domains.get(domid)
         if domain is None:
             raise ENOENT(f"domain {domid} is not introduced")
         if dead:
-            return self.release(domid, "died")
-        if domain.shutdown:
-            return []
-        domain.shutdown = True
-        return [Log(f"domain {domid} shut down"),
-                *self.fire_special(paths.RELEASE_DOMAIN, domid)]
+            self.end_domain(domid, "died", out)
+        elif not domain.shutdown:
+            domain.shutdown = True
+            out.add(Log(f"domain {domid} shut down"))
+            out.extend(self.watch_ops.fire_special(paths.RELEASE_DOMAIN, domid))
 
 
 def revoked(old: perms.Perms, domid: int) -> perms.Perms:
@@ -315,7 +291,3 @@ def revoked(old: perms.Perms, domid: int) -> perms.Perms:
     owner = old[0] if old[0].domid != domid else Perm(0, old[0].access)
     return intern((owner, *(p for p in old[1:] if p.domid != domid)))
 
-
-def readable_by_all(domid: int = 0) -> perms.Perms:
-    """``r<domid>``: owned by ``domid``, readable by every domain."""
-    return intern((Perm(domid, perms.READ),))

@@ -13,19 +13,6 @@ from dataclasses import dataclass, field
 from xenstore.errors import EINVAL
 from xenstore.perms import DOMID_FIRST_RESERVED
 
-#: Quotas by their wire names (GET_QUOTA/SET_QUOTA), with current cxenstored's defaults.
-DEFAULT_QUOTAS: dict[str, int] = {
-    "nodes": 1000,
-    "watches": 128,
-    "transactions": 10,
-    "outstanding": 20,
-    "memory": 2621440,
-    "node-size": 2048,
-    "permissions": 5,
-    "path-max": 2048,
-    "transaction-nodes": 1024,
-}
-
 #: Feature bits this daemon supports (xenstore-ring.txt): none, as it has no rings.
 SUPPORTED_FEATURES = 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from xenstore.protocol.codec import Packet
@@ -70,3 +71,27 @@ class DelayEvents(NamedTuple):
 
 
 Effect = Send | Close | Log | Listen | Unlisten | DiscardOutput | TraceFile | DelayEvents
+
+
+class Outbox:
+    """Where a request's effects go, in order: the one way out of the core.
+
+    Handlers and the concerns they call put effects here; :attr:`after_reply` holds
+    those that must follow the reply (a new watch's first event, a release's
+    clean-up), which :meth:`~xenstore.daemon.core.Server.handle` appends after it.
+    """
+
+    __slots__ = ("after_reply", "effects")
+
+    def __init__(self) -> None:
+        self.effects: list[Effect] = []
+        self.after_reply: list[Effect] = []
+
+    def add(self, effect: Effect) -> None:
+        self.effects.append(effect)
+
+    def extend(self, effects: Iterable[Effect]) -> None:
+        self.effects.extend(effects)
+
+    def log(self, message: str, level: int = 30, domid: int | None = None) -> None:
+        self.effects.append(Log(message, level, domid))

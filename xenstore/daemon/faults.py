@@ -35,9 +35,9 @@ import math
 from dataclasses import dataclass, field
 
 from xenstore import errors, paths
-from xenstore.daemon.control import OK, newest_that_fit
 from xenstore.daemon.domains import parse_domid, parse_number
 from xenstore.daemon.effects import DelayEvents, Effect
+from xenstore.daemon.replies import OK, newest_that_fit
 from xenstore.errors import EACCES, EINVAL, XenStoreError
 
 USAGE = (

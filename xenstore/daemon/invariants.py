@@ -1,9 +1,9 @@
 """The whole server's invariants: what must hold between any two requests.
 
 :meth:`Store.check <xenstore.store.Store.check>` covers the tree (parents and
-children, generations, owner accounting). This module adds what lies around
-it: well-formed permissions, saved versions and open snapshots that match the
-open transactions, the per-domain transaction count the quota reads, and a
+children, generations, owner accounting, saved versions). This module adds what
+lies around it: well-formed permissions, open snapshots that match the open
+transactions, the per-domain transaction count the quota reads, and a
 watch registry whose indexes agree and hold nothing of a connection that is
 gone. CONTROL ``check`` and the fuzzers (``fuzz/``) call :func:`problems`.
 
@@ -16,27 +16,36 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from xenstore import perms
+from xenstore.daemon.state import ServerState
 from xenstore.perms import DOMID_FIRST_RESERVED, Perm
 
 if TYPE_CHECKING:
-    from xenstore.daemon.core import Server
     from xenstore.daemon.watches import WatchRegistry
     from xenstore.store import Store
+
+class HasState(Protocol):
+    """A :class:`~xenstore.daemon.core.Server`, as far as a check needs one."""
+
+    state: ServerState
+
 
 #: Problems reported per kind before the rest are summed up (a broken tree can
 #: break every node, and a report of thousands of lines helps nobody).
 SHOWN = 5
 
 
-def problems(server: Server, previous_generation: int | None = None) -> list[str]:
+def problems(server: ServerState | HasState, previous_generation: int | None = None
+             ) -> list[str]:
     """Every violated invariant of ``server``, in words (empty when sound).
 
     ``previous_generation`` is the store's generation at an earlier check:
     generations only ever increase, so a smaller one now is a problem.
     """
+    if not isinstance(server, ServerState):  # a Server: check its state
+        server = server.state
     checks: list[tuple[str, Callable[[], list[str]]]] = [
         ("the tree", server.store.check),
         ("perms", lambda: _perms_problems(server)),
@@ -72,7 +81,7 @@ def perms_problem(entries: object) -> str | None:
     return None
 
 
-def _perms_problems(server: Server) -> list[str]:
+def _perms_problems(server: ServerState) -> list[str]:
     found = []
     # Nodes share interned perms tuples: judge each distinct object once.
     verdicts: dict[int, str | None] = {}
@@ -90,24 +99,13 @@ def _perms_problems(server: Server) -> list[str]:
 
 
 def _generation_problems(store: Store, previous: int | None) -> list[str]:
-    found = []
+    """Generations only go forward (the saved versions are the store's own check)."""
     if previous is not None and store.generation < previous:
-        found.append(f"generation went back from {previous} to {store.generation}")
-    saved = 0
-    for path, versions in store.history.items():
-        gens = [gen for gen, _ in versions]
-        saved += len(gens)
-        if not versions:
-            found.append(f"{path}: an empty list of saved versions")
-        elif gens != sorted(set(gens)) or gens[-1] > store.generation:
-            found.append(f"{path}: saved versions at generations {gens} out of order")
-    # The pruning queue must name exactly the saved versions, or pruning breaks.
-    if saved != len(store._history_order):
-        found.append(f"{saved} saved versions but {len(store._history_order)} queued to prune")
-    return _summed(found, "paths with bad saved versions")
+        return [f"generation went back from {previous} to {store.generation}"]
+    return []
 
 
-def _transaction_problems(server: Server) -> list[str]:
+def _transaction_problems(server: ServerState) -> list[str]:
     """Open transactions are exactly the store's open snapshots, and the count
     the transactions quota reads is a recount of them."""
     store = server.store
@@ -127,13 +125,13 @@ def _transaction_problems(server: Server) -> list[str]:
             snapshots[tx.snapshot] += 1
         if not conn.privileged and conn.transactions:
             by_domain[conn.domid] += len(conn.transactions)
-    open_snapshots = Counter(store._snapshots)
+    open_snapshots = Counter(store.snapshots())
     if open_snapshots != snapshots:
         found.append(
             f"open snapshots {sorted(open_snapshots.elements())} but open transactions "
             f"read at {sorted(snapshots.elements())}"
         )
-    counted = {domid: n for domid, n in server._open_by_domain.items() if n}
+    counted = {domid: n for domid, n in server.open_by_domain.items() if n}
     if counted != dict(by_domain):
         found.append(
             f"transactions per domain counted {counted} but open {dict(by_domain)}"
@@ -141,7 +139,7 @@ def _transaction_problems(server: Server) -> list[str]:
     return found
 
 
-def _watch_problems(registry: WatchRegistry, server: Server) -> list[str]:
+def _watch_problems(registry: WatchRegistry, server: ServerState) -> list[str]:
     """The registry's three indexes agree, and none names a connection that is gone."""
     found = []
     live = server.connections
@@ -180,7 +178,7 @@ def _watch_problems(registry: WatchRegistry, server: Server) -> list[str]:
     return _summed(found, "watch problems")
 
 
-def _domain_problems(server: Server) -> list[str]:
+def _domain_problems(server: ServerState) -> list[str]:
     found = []
     for domid, domain in server.domains.items():
         if domain.domid != domid or not 0 < domid < DOMID_FIRST_RESERVED:

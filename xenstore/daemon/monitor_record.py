@@ -25,7 +25,7 @@ from xenstore import paths
 from xenstore.daemon.effects import Effect, Send
 from xenstore.perms import Perms
 from xenstore.protocol.codec import Packet, split
-from xenstore.protocol.ops import Op
+from xenstore.protocol.ops import Op, op_name
 
 #: A value is shown up to this many bytes: enough to read, never a page of binary.
 VALUE_MAX = 200
@@ -118,7 +118,7 @@ def request(
     op = packet.op
     record: dict[str, object] = {
         "conn": conn_id, "domid": domid,
-        "op": Op(op).name if op in Op._value2member_map_ else f"op {op}",
+        "op": op_name(op),
         "req_id": packet.req_id, "tx": packet.tx_id,
     }
     _arguments(record, op, packet.payload, domid)

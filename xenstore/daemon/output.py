@@ -23,21 +23,13 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-from typing import TYPE_CHECKING
 
 import trio
 
-if TYPE_CHECKING:
-    from xenstore.daemon.shell import ShellOptions
+from xenstore.daemon.shell_options import BACKLOG_MAX, BACKLOG_TOTAL, STALL_AT, ShellOptions
 
 log = logging.getLogger("xenstore.daemon")
 
-#: Default bound of a connection's unsent output (``--backlog-max``).
-BACKLOG_MAX = 8 * 1024 * 1024
-#: Default bound of all connections' unsent output together (``--backlog-total``).
-BACKLOG_TOTAL = 16 * 1024 * 1024
-#: A dom0 connection with this much unsent output is not read until it drains.
-STALL_AT = 1024 * 1024
 #: Output made while answering one read is sent (and the backlog checked) once it
 #: reaches this much: one read may hold thousands of requests, each with a reply of up
 #: to 4 KiB, and one write may make thousands of watch events.
@@ -92,21 +84,38 @@ class Peer:
         return f"connection {self.conn_id} ({side})"
 
 
-class Output:
-    """The shell's writing and output bounds (a mixin of :class:`~xenstore.daemon.shell.Shell`)."""
+__all__ = ["BACKLOG_MAX", "BACKLOG_TOTAL", "FLUSH_AT", "STALL_AT", "Output", "Peer"]
 
-    if TYPE_CHECKING:  # what the Shell provides
-        options: ShellOptions
-        peers: dict[int, Peer]
-        _dirty: list[Peer]
-        _nursery: trio.Nursery | None
-        backlog_bytes: int
-        _pending_bytes: int
+
+class Output:
+    """The shell's writing and output bounds: an object the shell holds.
+
+    ``peers`` is the shell's own table of connections; :attr:`nursery` is where
+    writer tasks run (set by the shell when it serves).
+    """
+
+    def __init__(self, options: ShellOptions, peers: dict[int, Peer]) -> None:
+        self.options = options
+        self.peers = peers
+        self.nursery: trio.Nursery | None = None
+        #: Connections given output while the current read is answered.
+        self._dirty: list[Peer] = []
+        #: Bytes in every connection's ``out``, made since the last flush.
+        self.pending_bytes = 0
+        #: Bytes in every connection's backlog together.
+        self.backlog_bytes = 0
+
+    def post(self, peer: Peer, data: bytes) -> None:
+        """``data`` for ``peer``, written at the next :meth:`flush_dirty`."""
+        if not peer.out:
+            self._dirty.append(peer)
+        self.pending_bytes += len(data)
+        peer.out.append(data)
 
     def flush_dirty(self) -> None:
         """Write what each connection got during this batch, in place when possible."""
         dirty, self._dirty = self._dirty, []
-        self._pending_bytes = 0
+        self.pending_bytes = 0
         for peer in dirty:
             out = peer.out
             data = out[0] if len(out) == 1 else b"".join(out)
@@ -141,9 +150,9 @@ class Output:
             self._shed()
             if peer.closing:
                 return
-        if not peer.flushing and self._nursery is not None:
+        if not peer.flushing and self.nursery is not None:
             peer.flushing = True
-            self._nursery.start_soon(self._flush, peer)
+            self.nursery.start_soon(self._flush, peer)
 
     async def _flush(self, peer: Peer) -> None:
         try:
@@ -198,7 +207,7 @@ class Output:
         if peer is None or peer.closing:
             return
         if peer.out:
-            self._pending_bytes -= sum(map(len, peer.out))
+            self.pending_bytes -= sum(map(len, peer.out))
             peer.out.clear()
             self._dirty.remove(peer)
         keep = peer.head if peer.domid is not None else len(peer.backlog)
@@ -215,9 +224,9 @@ class Output:
         if peer is None or peer.closing:
             return
         log.warning("closing %s: %s", peer.who, reason)
-        self._release(peer)
+        self.release(peer)
 
-    def _release(self, peer: Peer) -> None:
+    def release(self, peer: Peer) -> None:
         """Stop serving ``peer``; nothing more will be sent to it, so its backlog goes now."""
         if not peer.closing:
             peer.closing = True

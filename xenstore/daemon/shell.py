@@ -15,7 +15,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import trio
 
@@ -41,41 +40,20 @@ from xenstore.daemon.listeners import (
     unlink_if_ours,
 )
 from xenstore.daemon.monitor import Monitor
-from xenstore.daemon.output import BACKLOG_MAX, BACKLOG_TOTAL, FLUSH_AT, STALL_AT, Output, Peer
+from xenstore.daemon.output import FLUSH_AT, Output, Peer
 from xenstore.daemon.pacing import GuestPacing
+from xenstore.daemon.shell_options import ShellOptions
 from xenstore.daemon.supervision import supervised
 from xenstore.daemon.trace import Tracer
 from xenstore.errors import ProtocolError
 from xenstore.protocol.codec import Framer, encode
-from xenstore.protocol.ops import Op
+from xenstore.protocol.ops import OPS, Op
 
 __all__ = ["Shell", "ShellOptions", "bind_unix"]
 
 log = logging.getLogger("xenstore.daemon")
 
 RECV_SIZE = 65536
-#: Requests that count against a guest's write rate, as cxenstored counts them.
-WRITES = frozenset((Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS, Op.TRANSACTION_END))
-
-
-@dataclass(slots=True)
-class ShellOptions:
-    socket_path: str
-    socket_mode: int = 0o600
-    backlog_max: int = BACKLOG_MAX
-    backlog_total: int = BACKLOG_TOTAL
-    stall_at: int = STALL_AT
-    #: Where introduced domains get their sockets (``--domain-dir``); None: nowhere.
-    domain_dir: str | None = None
-    domain_socket_mode: int = 0o600
-    #: (uid, gid) to give each domain socket, or None to leave it as created.
-    domain_socket_owner: tuple[int, int] | None = None
-    #: A guest domain's writes per second, and how many may come at once.
-    write_rate: float = 200.0
-    write_burst: int = 10
-    #: The monitor feed's socket (``--monitor``), and whether it shows every request.
-    monitor_path: str | None = None
-    monitor_all: bool = False
 
 
 def count_tasks() -> int:
@@ -93,7 +71,7 @@ def count_tasks() -> int:
     return count
 
 
-class Shell(Output):
+class Shell:
     """Serves one :class:`Server` on a Unix socket."""
 
     def __init__(self, server: Server, options: ShellOptions, tracer: Tracer | None = None):
@@ -101,7 +79,8 @@ class Shell(Output):
         self.options = options
         self.tracer = tracer
         self.peers: dict[int, Peer] = {}
-        self._dirty: list[Peer] = []
+        #: Writing to the connections, and the bounds on what waits to be written.
+        self.output = Output(options, self.peers)
         self._nursery: trio.Nursery | None = None
         #: Listening sockets of introduced domains, each owned by its accept task.
         self.domain_sockets = DomainSockets(
@@ -114,10 +93,11 @@ class Shell(Output):
         #: Who changed what, for those connected to ``--monitor`` (none: no cost).
         self.monitor = Monitor(server, options.monitor_path, every_request=options.monitor_all)
         server.reporters.append(self.report)
-        #: Bytes in every connection's backlog together.
-        self.backlog_bytes = 0
-        #: Bytes in every connection's ``out``, made since the last flush.
-        self._pending_bytes = 0
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes waiting in every connection's backlog together."""
+        return self.output.backlog_bytes
 
     async def serve(
         self,
@@ -151,6 +131,7 @@ class Shell(Output):
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = self.domain_sockets.nursery = self.delayed.nursery = nursery
+                self.output.nursery = nursery
                 if self.monitor.bind():
                     nursery.start_soon(self.monitor.serve)
                 task_status.started()
@@ -227,8 +208,8 @@ class Shell(Output):
                         log.warning("%s: %s; closing it", peer.who, exc)
                         break
                     for count, packet in enumerate(packets, 1):
-                        if self._pending_bytes >= FLUSH_AT:
-                            self.flush_dirty()
+                        if self.output.pending_bytes >= FLUSH_AT:
+                            self.output.flush_dirty()
                             if peer.backlog and (domid is not None
                                                  or len(peer.backlog) >= stall_at):
                                 await self._stall(peer)
@@ -243,21 +224,21 @@ class Shell(Output):
                                        else server.handle(conn_id, packet))
                         except Exception:  # the core answers its own bugs with EIO...
                             log.exception("%s: internal error around %r", peer.who, packet)
-                            self.close_peer(conn_id, "internal error")  # ...but not these
+                            self.output.close_peer(conn_id, "internal error")  # ...but not these
                             break
                         self.carry_out(effects)
-                    self.flush_dirty()
+                    self.output.flush_dirty()
                     if framer.broken:
                         log.warning("%s: oversized payload length; closing it", peer.who)
                         break
         finally:
             del self.peers[conn_id]
-            self._release(peer)
+            self.output.release(peer)
             try:
                 self.carry_out(server.disconnect(conn_id))
             except Exception:  # the daemon must outlive a bug in one clean-up
                 log.exception("%s: internal error while disconnecting it", peer.who)
-            self.flush_dirty()
+            self.output.flush_dirty()
             if monitor.active:
                 monitor.disconnected(conn_id, domid or 0)
             if self.tracer:
@@ -281,17 +262,18 @@ class Shell(Output):
         quota and its write rate limit)."""
         outstanding = self.server.quota(domid, "outstanding")
         if outstanding and count % outstanding == 0:
-            self.flush_dirty()
+            self.output.flush_dirty()
             if peer.backlog:
                 await self._stall(peer)
-        if op in WRITES:
+        spec = OPS.get(op)
+        if spec is not None and spec.writes:
             await self._take_write_token(peer, domid)
 
     async def _take_write_token(self, peer: Peer, domid: int) -> None:
         """Hold a guest's write until its domain's rate allows it (cxenstored's wrl)."""
         wait = self.pacing.write_wait(domid, trio.current_time())
         if wait > 0:
-            self.flush_dirty()  # answer what came before it first
+            self.output.flush_dirty()  # answer what came before it first
             await trio.sleep(wait)
 
     # -- carrying out the core's effects ---------------------------------------
@@ -311,13 +293,9 @@ class Shell(Output):
                     continue
                 if self.tracer:
                     self.tracer.message("OUT", effect.conn_id, effect.packet)
-                if not peer.out:
-                    self._dirty.append(peer)
-                data = encode(effect.packet)
-                self._pending_bytes += len(data)
-                peer.out.append(data)
+                self.output.post(peer, encode(effect.packet))
             elif type(effect) is Close:
-                self.close_peer(effect.conn_id, effect.reason)
+                self.output.close_peer(effect.conn_id, effect.reason)
             elif type(effect) is Log:
                 self.pacing.log(effect.level, effect.message, effect.domid, trio.current_time())
             elif type(effect) is Listen:
@@ -327,7 +305,7 @@ class Shell(Output):
             elif type(effect) is TraceFile:
                 self._retrace(effect.path)
             elif type(effect) is DiscardOutput:
-                self.discard_output(effect.conn_id)
+                self.output.discard_output(effect.conn_id)
                 self.delayed.discard(effect.conn_id)
             elif type(effect) is DelayEvents:
                 self.delayed.set_delay(effect.seconds)
@@ -335,7 +313,7 @@ class Shell(Output):
 
     def _deliver_late(self, events: list[Send]) -> None:
         self.carry_out(events, late=True)
-        self.flush_dirty()
+        self.output.flush_dirty()
 
     def _retrace(self, path: str | None) -> None:
         if self.tracer is not None:

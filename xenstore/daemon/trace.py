@@ -11,9 +11,7 @@ import time
 from typing import TextIO
 
 from xenstore.protocol.codec import Packet
-from xenstore.protocol.ops import Op
-
-_OP_NAMES = {op.value: op.name for op in Op}
+from xenstore.protocol.ops import OPS
 
 
 class Tracer:
@@ -38,7 +36,8 @@ class Tracer:
 
     def message(self, direction: str, conn_id: int, packet: Packet) -> None:
         stamp = time.strftime("%Y%m%d %H:%M:%S")
-        name = _OP_NAMES.get(packet.op, "INVALID")
+        spec = OPS.get(packet.op)
+        name = spec.name if spec is not None else "INVALID"
         shown = packet.payload.replace(b"\0", b" ").decode("latin-1")
         self._line(f"{direction} 0x{conn_id:x} {stamp} {name} ({shown})")
 

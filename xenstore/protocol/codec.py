@@ -11,7 +11,7 @@ import struct
 from collections import namedtuple
 
 from xenstore.errors import ProtocolError
-from xenstore.protocol.ops import HEADER_SIZE, PAYLOAD_MAX, Op
+from xenstore.protocol.ops import HEADER_SIZE, PAYLOAD_MAX, op_name
 
 HEADER = struct.Struct("<IIII")
 _unpack_from = HEADER.unpack_from
@@ -38,7 +38,7 @@ else:
 
 def describe(packet: Packet, limit: int = 80) -> str:
     """The message for a log line: op by name, ids, the payload's start."""
-    op = Op(packet.op).name if packet.op in Op._value2member_map_ else f"op {packet.op}"
+    op = op_name(packet.op)
     payload = packet.payload[:limit]
     more = f"... ({len(packet.payload)} bytes)" if len(packet.payload) > limit else ""
     return f"{op} req_id={packet.req_id} tx_id={packet.tx_id} {payload!r}{more}"
