@@ -41,7 +41,7 @@ from typing import Any
 
 from bench.daemons import Processes, python_env, raise_fd_limit, short_tempdir
 from xenstore import errors
-from xenstore.client import Client, Transaction
+from xenstore.client import Client, ClientTransaction
 from xenstore.protocol import requests
 from xenstore.protocol.codec import Framer, encode_parts, join
 from xenstore.protocol.ops import Op
@@ -481,7 +481,7 @@ def dom0_step(xs: Client, rng: random.Random, stats: Stats) -> None:
     elif roll < 0.80:
         other = f"{d}/k{rng.randrange(DATA_KEYS)}"
 
-        def move(t: Transaction) -> None:
+        def move(t: ClientTransaction) -> None:
             t.write(other, t.read(key))
 
         xs.retry(move)
@@ -491,7 +491,7 @@ def dom0_step(xs: Client, rng: random.Random, stats: Stats) -> None:
     elif roll < 0.90:
         xs.exists(f"{d}/missing")
     elif roll < 0.95:  # churn: a small subtree removed and made again, in a transaction
-        def remake(t: Transaction) -> None:
+        def remake(t: ClientTransaction) -> None:
             if t.exists(f"{d}/tmp"):
                 t.rm(f"{d}/tmp")
             for i in range(5):

@@ -13,13 +13,10 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "xenstore"
 #: The house's size for one module (issue 16: "no module over 450 lines").
 MAX_LINES = 450
 
-IN_PROGRESS = pytest.mark.xfail(strict=True, reason="issue 16: composing the server (in progress)")
 
 
 def module_name(path: Path) -> str:
@@ -182,7 +179,6 @@ def oversized() -> dict[str, int]:
     return {name: lines for name, lines in sorted(sizes.items()) if lines > MAX_LINES}
 
 
-@IN_PROGRESS
 def test_no_module_over_the_house_size() -> None:
     found = oversized()
     assert not found, f"modules over {MAX_LINES} lines: " + ", ".join(

@@ -41,13 +41,14 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import trio
 
 from xenstore import errors
+from xenstore.atransaction import AsyncTransaction
+from xenstore.awatches import Registration, WatchEvents, WatchTable
 from xenstore.protocol import requests
 from xenstore.protocol.codec import Framer, Packet, encode_parts, join
 from xenstore.protocol.ops import Op
@@ -83,85 +84,6 @@ class _Waiter:
         self.reply: Packet | None = None
 
 
-class _Watch:
-    """A watch registered on this connection and the channel its events go to."""
-
-    __slots__ = ("active", "send", "token", "wpath")
-
-    def __init__(self, wpath: str, token: str, send: trio.MemorySendChannel[WatchEvent]) -> None:
-        self.wpath = wpath
-        self.token = token
-        self.send = send
-        #: The daemon accepted the WATCH.
-        self.active = False
-
-
-def _covers(wpath: str, epath: str) -> bool:
-    """Whether an event for ``epath`` can belong to a watch on ``wpath``.
-
-    Daemons send the changed path when it is ``wpath`` or below it, and
-    ``wpath`` itself for a change above it (a removed ancestor), so an event of
-    the watch always has ``wpath`` as a prefix.
-    """
-    return epath == wpath or epath.startswith(wpath if wpath.endswith("/") else wpath + "/")
-
-
-class WatchEvents:
-    """The events of one watch, in the order the daemon sent them.
-
-    Iterate with ``async for``, or call :meth:`receive`. The iteration ends when
-    the watch is left or the client closed; it raises
-    :class:`ConnectionResetError` when the daemon closed the connection, after
-    every event received before that has been yielded.
-    """
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        wpath: str,
-        token: str,
-        receive: trio.MemoryReceiveChannel[WatchEvent],
-    ) -> None:
-        self.wpath = wpath
-        self.token = token
-        self._client = client
-        self._receive = receive
-
-    def __aiter__(self) -> WatchEvents:
-        return self
-
-    async def __anext__(self) -> WatchEvent:
-        try:
-            return await self.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise StopAsyncIteration from None
-
-    async def receive(self) -> WatchEvent:
-        """Wait for the next event.
-
-        Raises :class:`trio.EndOfChannel` once the watch is left or the client
-        closed, :class:`ConnectionResetError` once the daemon closed the
-        connection and the events before that were received.
-        """
-        try:
-            return await self._receive.receive()
-        except trio.EndOfChannel:
-            self._raise_if_lost()
-            raise
-
-    def receive_nowait(self) -> WatchEvent:
-        """The next event if one is queued, else :class:`trio.WouldBlock`."""
-        try:
-            return self._receive.receive_nowait()
-        except trio.EndOfChannel:
-            self._raise_if_lost()
-            raise
-
-    def _raise_if_lost(self) -> None:
-        if self._client._state is _State.LOST:
-            raise self._client._connection_error()
-
-
 class AsyncClient:
     """One connection to a XenStore daemon, shared by any number of trio tasks.
 
@@ -178,7 +100,7 @@ class AsyncClient:
         # each request's bytes contiguous on the wire.
         self._send_lock = trio.Lock()
         self._waiters: dict[int, _Waiter] = {}
-        self._watches: dict[str, list[_Watch]] = {}
+        self._watches = WatchTable()
         self._next_req_id = 1
         self._next_token = 0
         self._state = _State.OPEN
@@ -227,9 +149,7 @@ class AsyncClient:
         waiters, self._waiters = self._waiters, {}
         for waiter in waiters.values():
             waiter.done.set()  # reply None: the request raises _connection_error()
-        for watches in self._watches.values():
-            for watch in watches:
-                watch.send.close()
+        self._watches.close_all()
 
     def _connection_error(self) -> Exception:
         if self._state is _State.CLOSED:
@@ -239,30 +159,13 @@ class AsyncClient:
 
     def _route(self, packet: Packet) -> None:
         if packet.op == Op.WATCH_EVENT:
-            self._deliver(packet.payload)
+            self._watches.deliver(packet.payload)
             return
         waiter = self._waiters.pop(packet.req_id, None)
         if waiter is None:
             return  # the reply to a request abandoned by cancellation
         waiter.reply = packet
         waiter.done.set()
-
-    def _deliver(self, payload: bytes) -> None:
-        event = requests.watch_event_of(payload)
-        if event is None:
-            return
-        watches = self._watches.get(event[1])
-        if not watches:
-            return  # a watch being left: its UNWATCH is on its way
-        if len(watches) > 1:
-            # One token on several paths: the event names only the token, so
-            # the path tells them apart. Should none match (a daemon's special
-            # path we do not know), every one gets it rather than none.
-            watches = [w for w in watches if _covers(w.wpath, event[0])] or watches
-        for watch in watches:
-            # Unbounded buffer: never blocks, never drops.
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                watch.send.send_nowait(event)
 
     def _new_req_id(self) -> int:
         req_id = self._next_req_id
@@ -339,7 +242,7 @@ class AsyncClient:
             reply = await self.request(Op.DIRECTORY, join(path), tx)
         except errors.E2BIG:
             return await self.directory_part(path, tx)
-        return requests.names_of(reply)
+        return requests.listing_names(reply)
 
     async def directory_part(self, path: str | bytes, tx: int = 0) -> list[str]:
         """List a directory of any size in parts, restarting if it changes meanwhile."""
@@ -355,7 +258,7 @@ class AsyncClient:
 
     async def get_perms(self, path: str, tx: int = 0) -> list[str]:
         """A node's permissions, e.g. ``["n0", "r5"]``: owner and default first."""
-        return requests.names_of(await self.request(Op.GET_PERMS, join(path), tx))
+        return requests.listing_names(await self.request(Op.GET_PERMS, join(path), tx))
 
     async def set_perms(self, path: str, perms: Iterable[str], tx: int = 0) -> None:
         """Replace a node's permissions (``"n0"``, ``"r5"``, ... owner first)."""
@@ -465,10 +368,8 @@ class AsyncClient:
         if token is None:
             self._next_token += 1
             token = f"aclient:{self._next_token}"
-        send, receive = trio.open_memory_channel[WatchEvent](math.inf)
-        watch = _Watch(wpath, token, send)
         # Registered before WATCH is sent: the first event follows the reply at once.
-        self._watches.setdefault(token, []).append(watch)
+        watch, receive = self._watches.register(wpath, token)
         try:
             try:
                 await self.request(Op.WATCH, requests.watch_payload(wpath, token, depth))
@@ -481,24 +382,21 @@ class AsyncClient:
                 raise
             watch.active = True
             try:
-                yield WatchEvents(self, wpath, token, receive)
+                yield WatchEvents(wpath, token, receive, self._lost)
             finally:
                 await self._unwatch(watch)
         finally:
-            self._forget(watch)
-            send.close()
+            self._watches.forget(watch)
+            watch.send.close()
             receive.close()
 
-    def _forget(self, watch: _Watch) -> None:
-        watches = self._watches.get(watch.token, [])
-        if watch in watches:
-            watches.remove(watch)
-            if not watches:
-                del self._watches[watch.token]
+    def _lost(self) -> Exception | None:
+        """Why the watches ended, if the daemon closed the connection."""
+        return self._connection_error() if self._state is _State.LOST else None
 
-    async def _unwatch(self, watch: _Watch) -> None:
-        self._forget(watch)
-        if any(w.active and w.wpath == watch.wpath for w in self._watches.get(watch.token, [])):
+    async def _unwatch(self, watch: Registration) -> None:
+        self._watches.forget(watch)
+        if self._watches.held_elsewhere(watch):
             # Another of ours holds the same (wpath, token) on the daemon, and
             # this one's WATCH got (or would have got) EEXIST: leave it be.
             return
@@ -512,40 +410,6 @@ class AsyncClient:
             contextlib.suppress(errors.ENOENT, ConnectionResetError, trio.ClosedResourceError),
         ):
             await self.request(Op.UNWATCH, requests.unwatch_payload(watch.wpath, watch.token))
-
-
-class AsyncTransaction:
-    """An :class:`AsyncClient`'s node operations bound to one open transaction."""
-
-    __slots__ = ("client", "tx_id")
-
-    def __init__(self, client: AsyncClient, tx_id: int) -> None:
-        self.client = client
-        self.tx_id = tx_id
-
-    async def read(self, path: str) -> bytes:
-        return await self.client.read(path, self.tx_id)
-
-    async def write(self, path: str, value: bytes | str) -> None:
-        await self.client.write(path, value, self.tx_id)
-
-    async def mkdir(self, path: str) -> None:
-        await self.client.mkdir(path, self.tx_id)
-
-    async def rm(self, path: str) -> None:
-        await self.client.rm(path, self.tx_id)
-
-    async def exists(self, path: str) -> bool:
-        return await self.client.exists(path, self.tx_id)
-
-    async def directory(self, path: str) -> list[str]:
-        return await self.client.directory(path, self.tx_id)
-
-    async def get_perms(self, path: str) -> list[str]:
-        return await self.client.get_perms(path, self.tx_id)
-
-    async def set_perms(self, path: str, perms: Iterable[str]) -> None:
-        await self.client.set_perms(path, perms, self.tx_id)
 
 
 @contextlib.asynccontextmanager

@@ -10,8 +10,6 @@ Watch events that arrive while a reply is awaited are queued, never lost.
 
 from __future__ import annotations
 
-import _socket
-import os
 import time
 from collections import deque
 
@@ -22,6 +20,7 @@ from xenstore.protocol.ops import Op
 from xenstore.protocol.requests import WatchEvent
 from xenstore.retry import ATTEMPTS, backoff
 from xenstore.sockets import connect_hint, default_socket_path
+from xenstore.transport import DeviceStream, UnixStream
 
 # typing, contextlib and collections.abc are for the type checker only: importing
 # them would cost every tool a third of its start-up (tests/protocol/test_imports.py).
@@ -41,74 +40,6 @@ if TYPE_CHECKING:
         def sendall(self, data: bytes, /) -> None: ...
 
         def close(self) -> None: ...
-
-
-class _DeviceStream:
-    """A xenbus character device (``/dev/xen/xenbus`` in a guest) opened read-write.
-
-    libxenstore falls back to it when there is no daemon socket; the kernel
-    takes whole requests on write and hands back replies on read.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-
-    def recv(self, bufsize: int, /) -> bytes:
-        return os.read(self._fd, bufsize)
-
-    def sendall(self, data: bytes, /) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-    def fileno(self) -> int:
-        return self._fd
-
-
-class _UnixStream:
-    """A connected Unix stream socket, made with the socket module's C core.
-
-    ``import socket`` costs a tool ~2 ms of its start-up (it converts every
-    constant to an enum); ``_socket`` is what it wraps. Like a guest's ring
-    (:mod:`xsref.guest`) it has a settable :attr:`timeout`.
-    """
-
-    def __init__(self, path: str, timeout: float | None) -> None:
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(path)
-        except BaseException:
-            sock.close()
-            raise
-        self._sock = sock
-
-    def recv(self, bufsize: int, /) -> bytes:
-        return self._sock.recv(bufsize)
-
-    def sendall(self, data: bytes, /) -> None:
-        self._sock.sendall(data)
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    @property
-    def timeout(self) -> float | None:
-        """Seconds a receive or send may wait (None: for ever), as ``socket.settimeout``."""
-        return self._sock.gettimeout()
-
-    @timeout.setter
-    def timeout(self, seconds: float | None) -> None:
-        self._sock.settimeout(seconds)
-
-    def settimeout(self, seconds: float | None) -> None:
-        self._sock.settimeout(seconds)
 
 
 class Client:
@@ -140,7 +71,7 @@ class Client:
             self._sock = stream
         else:
             try:
-                self._sock = _DeviceStream(path) if device else _UnixStream(path, timeout)
+                self._sock = DeviceStream(path) if device else UnixStream(path, timeout)
             except OSError as exc:
                 raise errors.connection_error(exc, path, connect_hint(given)) from None
         self._framer = Framer()
@@ -226,7 +157,7 @@ class Client:
             reply = self.request(Op.DIRECTORY, join(path), tx)
         except errors.E2BIG:
             return self.directory_part(path, tx)
-        return requests.names_of(reply)
+        return requests.listing_names(reply)
 
     def directory_part(self, path: str | bytes, tx: int = 0) -> list[str]:
         """List a directory of any size in parts, restarting if it changes meanwhile."""
@@ -241,7 +172,7 @@ class Client:
                 return names
 
     def get_perms(self, path: str, tx: int = 0) -> list[str]:
-        return requests.names_of(self.request(Op.GET_PERMS, join(path), tx))
+        return requests.listing_names(self.request(Op.GET_PERMS, join(path), tx))
 
     def set_perms(self, path: str, perms: Iterable[str], tx: int = 0) -> None:
         self.request(Op.SET_PERMS, join(path, *perms), tx)
@@ -254,18 +185,18 @@ class Client:
     def transaction_end(self, tx: int, commit: bool = True) -> None:
         self.request(Op.TRANSACTION_END, requests.transaction_end_payload(commit), tx)
 
-    def transaction(self) -> Transaction:
+    def transaction(self) -> ClientTransaction:
         """``with xs.transaction() as t: t.write(...)``: commits on leaving the block.
 
         An exception inside the block aborts the transaction instead. The
         commit raises :class:`~xenstore.errors.EAGAIN` when another client
         changed what the transaction read: see :meth:`retry`.
         """
-        return Transaction(self, self.transaction_start())
+        return ClientTransaction(self, self.transaction_start())
 
     def retry(
         self,
-        work: Callable[[Transaction], T],
+        work: Callable[[ClientTransaction], T],
         attempts: int = ATTEMPTS,
         *,
         sleep: Callable[[float], object] = time.sleep,
@@ -399,7 +330,7 @@ class Client:
         return bool(select.select([fileno()], [], [], max(seconds, 0))[0])
 
 
-class Transaction:
+class ClientTransaction:
     """A :class:`Client`'s node operations bound to one open transaction.
 
     As a context manager (:meth:`Client.transaction`) it commits when the block
@@ -412,7 +343,7 @@ class Transaction:
         self.client = client
         self.tx_id = tx_id
 
-    def __enter__(self) -> Transaction:
+    def __enter__(self) -> ClientTransaction:
         return self
 
     def __exit__(

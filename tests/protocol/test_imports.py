@@ -56,7 +56,8 @@ TOOL_STDLIB = ("__future__", "_socket", "collections", "enum", "errno", "os", "s
 TOOL_CORE = {
     "xenstore", "xenstore.client", "xenstore.errors", "xenstore.protocol",
     "xenstore.protocol.codec", "xenstore.protocol.ops", "xenstore.protocol.requests",
-    "xenstore.retry", "xenstore.sockets", "xenstore.tools", "xenstore.tools.cnum",
+    "xenstore.retry", "xenstore.sockets", "xenstore.tools", "xenstore.transport",
+    "xenstore.tools.cnum",
     "xenstore.tools.common", "xenstore.tools.connection", "xenstore.tools.options",
     "xenstore.tools.streams",
 }

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from xenstore import errors, testing
-from xenstore.client import Client, Transaction
+from xenstore.client import Client, ClientTransaction
 from xenstore.testing import TestDaemon
 
 MODES = [pytest.param(False, id="subprocess"), pytest.param(True, id="in-process")]
@@ -23,7 +23,7 @@ def test_a_retry_loop_survives_three_injected_eagains(in_process: bool) -> None:
         attempts: list[bytes] = []
         slept: list[float] = []
 
-        def bump(t: Transaction) -> int:
+        def bump(t: ClientTransaction) -> int:
             seen = t.read("/counter")
             attempts.append(seen)
             t.write("/counter", str(int(seen) + 1))

@@ -36,7 +36,7 @@ from xenstore.daemon.core import Server
 from xenstore.daemon.effects import Send
 from xenstore.protocol.codec import join
 from xenstore.protocol.ops import Op
-from xenstore.store import names_of
+from xenstore.store import child_names
 
 PATHS = ["/a", "/a/b", "/a/c", "/e", "/e/f"]
 PERMS = [["n0"], ["r0"], ["n0", "r3"], ["b0", "n7"]]
@@ -248,7 +248,7 @@ class Transactions(RuleBasedStateMachine):
             node = nodes[path]
             assert node.value == value, path
             assert tuple(str(p) for p in node.perms) == perms, path
-            assert names_of(path, node.children) == children, path
+            assert child_names(path, node.children) == children, path
         assert self.server.store.check() == []
         assert self.server.store.open_snapshots == len(self.open)
 

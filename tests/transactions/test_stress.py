@@ -19,7 +19,7 @@ import trio
 from tests.conftest import OurDaemon
 from xenstore import errors
 from xenstore.aclient import AsyncTransaction, open_client
-from xenstore.client import Client, Transaction
+from xenstore.client import Client, ClientTransaction
 
 ACCOUNTS = 5
 START = 100
@@ -46,7 +46,7 @@ def audit(socket_path: str, committed: int) -> None:
         assert int(xs.read("/bank/transfers")) == committed
 
 
-def transfer(t: Transaction, src: int, dst: int, amount: int, tries: list[int]) -> None:
+def transfer(t: ClientTransaction, src: int, dst: int, amount: int, tries: list[int]) -> None:
     tries.append(1)
     have = int(t.read(f"/bank/acct{src}"))
     moved = min(have, amount)
@@ -123,7 +123,7 @@ def test_retry_gives_up_after_its_attempts(bank: str) -> None:
     with Client(bank) as xs, Client(bank) as other:
         calls = 0
 
-        def always_collides(t: Transaction) -> None:
+        def always_collides(t: ClientTransaction) -> None:
             nonlocal calls
             calls += 1
             t.write("/bank/acct0", t.read("/bank/acct0"))

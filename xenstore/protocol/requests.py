@@ -95,7 +95,7 @@ def write_payload(path: str, value: bytes | str) -> bytes:
     return path.encode() + b"\0" + data
 
 
-def names_of(reply: bytes) -> list[str]:
+def listing_names(reply: bytes) -> list[str]:
     """The NUL-terminated strings of a reply (DIRECTORY, GET_PERMS)."""
     return [name.decode() for name in split(reply)]
 
@@ -217,7 +217,7 @@ class DirectoryParts:
         listing = self._listing
         # The last part ends with an empty name, i.e. an extra NUL.
         if len(listing) <= 1 or listing[-2] == 0:
-            return names_of(listing[:-1])
+            return listing_names(listing[:-1])
         return None
 
     def unsupported(self) -> errors.XenStoreError:

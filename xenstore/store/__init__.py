@@ -6,7 +6,7 @@ changes through; ``node`` the node, its byte count (:func:`node_bytes`) and the
 helpers reckoned from one; ``versions`` the snapshots. Import from here.
 """
 
-from xenstore.store.node import Node, inherited_perms, names_of, node_bytes, postorder
+from xenstore.store.node import Node, child_names, inherited_perms, node_bytes, postorder
 from xenstore.store.tree import Edit, Store, View
 
 __all__ = [
@@ -14,8 +14,8 @@ __all__ = [
     "Node",
     "Store",
     "View",
+    "child_names",
     "inherited_perms",
-    "names_of",
     "node_bytes",
     "postorder",
 ]

@@ -63,7 +63,7 @@ def node_bytes(path: str, value: bytes, perms: Perms) -> int:
     return len(path) + len(value) + 8 * len(perms)
 
 
-def names_of(path: str, children: dict[str, None] | None) -> list[str]:
+def child_names(path: str, children: dict[str, None] | None) -> list[str]:
     """The children's names, in order, from a child dict keyed by their paths."""
     if not children:
         return []

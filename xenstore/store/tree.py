@@ -31,7 +31,7 @@ from typing import Protocol
 from xenstore import paths
 from xenstore.changes import Change
 from xenstore.perms import Perms, owner_only
-from xenstore.store.node import Node, inherited_perms, names_of, node_bytes, postorder
+from xenstore.store.node import Node, child_names, inherited_perms, node_bytes, postorder
 from xenstore.store.versions import Versions
 
 #: One change of a transaction's log, replayed by :meth:`Store.apply`:
@@ -141,14 +141,14 @@ class Store:
         return self.nodes[path].perms
 
     def children(self, path: str) -> Iterable[str]:
-        return names_of(path, self.nodes[path].children)
+        return child_names(path, self.nodes[path].children)
 
     def listing(self, path: str) -> bytes:
         """The children as DIRECTORY sends them (``name\0`` each), computed once per change."""
         node = self.nodes[path]
         listing = node.listing
         if listing is None:
-            names = names_of(path, node.children)
+            names = child_names(path, node.children)
             listing = node.listing = "\0".join(names).encode() + b"\0" if names else b""
         return listing
 

@@ -18,7 +18,7 @@ import os
 import sys
 
 from xenstore.tools.cnum import atoi
-from xenstore.tools.connection import Connection, Failure, open_connection
+from xenstore.tools.connection import Failure, ToolConnection, open_connection
 from xenstore.tools.options import LongOption, Parser
 from xenstore.tools.streams import SIGINT, Stdout, die_of, write_stderr
 
@@ -142,10 +142,10 @@ class Job:
         self.show_whole_path = False
         #: Output the C tools hold back until the transaction has ended.
         self.out = bytearray()
-        self.xs: Connection | None = None
+        self.xs: ToolConnection | None = None
 
     @property
-    def conn(self) -> Connection:
+    def conn(self) -> ToolConnection:
         assert self.xs is not None, "run() connects before perform()"
         return self.xs
 

@@ -20,7 +20,7 @@ from xenstore.protocol.codec import join, split
 from xenstore.protocol.ops import Op
 from xenstore.tools.cnum import strtol
 
-__all__ = ["Connection", "Failure", "open_connection", "perm_to_string"]
+__all__ = ["Failure", "ToolConnection", "open_connection", "perm_to_string"]
 
 #: Where XENSTORED_RUNDIR points by default (XEN_RUN_STORED in Debian's build).
 DEFAULT_RUNDIR = b"/var/run/xenstored"
@@ -50,7 +50,7 @@ def _errno_of(exc: BaseException) -> int:
     return errno.EBADF
 
 
-class Connection(Client):
+class ToolConnection(Client):
     """A :class:`Client` with libxenstore's calls, taking and returning bytes."""
 
     def _call(self, op: Op, payload: bytes, tx: int) -> bytes:
@@ -163,18 +163,18 @@ def _domain_dev() -> bytes:
     return b"/proc/xen/xenbus"
 
 
-def _get_handle(path: bytes) -> Connection:
+def _get_handle(path: bytes) -> ToolConnection:
     """libxenstore's get_handle(): a socket if ``path`` is one, else a device file."""
     mode = os.stat(path).st_mode  # raises with stat()'s errno, as C fails there
     name = os.fsdecode(path)
     if not stat.S_ISSOCK(mode):
-        return Connection(name, device=True)
+        return ToolConnection(name, device=True)
     if len(path) >= SUN_PATH_SIZE:
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-    return Connection(name)
+    return ToolConnection(name)
 
 
-def open_connection() -> Connection:
+def open_connection() -> ToolConnection:
     """``xs_open(0)``: the daemon's socket, else the xenbus device.
 
     Raises :class:`Failure` with the errno of the last attempt.

@@ -44,7 +44,7 @@ import time
 from xenstore.protocol.ops import Op
 from xenstore.tools import common
 from xenstore.tools.cnum import atoi
-from xenstore.tools.connection import Connection, Failure, open_connection
+from xenstore.tools.connection import Failure, ToolConnection, open_connection
 from xenstore.tools.streams import SIGINT, Stdout, die_of, write_stderr
 
 TYPE_CHECKING = False
@@ -72,14 +72,14 @@ def _c_string(data: bytes) -> bytes:
     return data.split(b"\0", 1)[0]
 
 
-def control_command(conn: Connection, cmd: bytes, data: bytes = b"") -> bytes:
+def control_command(conn: ToolConnection, cmd: bytes, data: bytes = b"") -> bytes:
     """``xs_control_command``: CONTROL ``cmd\\0`` + ``data``; the reply as a C string.
 
     ``data`` is sent as given: each argument with its own terminating NUL.
     Raises :class:`Failure` with libxenstore's errno (E2BIG for a request over
     the payload limit, which is never sent).
     """
-    # Connection's own errno mapping; it has no xs_control_command of its own.
+    # ToolConnection's own errno mapping; it has no xs_control_command of its own.
     return _c_string(conn._call(Op.CONTROL, cmd + b"\0" + data, 0))
 
 
@@ -90,7 +90,7 @@ def _fields(*args: bytes) -> bytes:
 # -- one command -----------------------------------------------------------------
 
 
-def run_command(conn: Connection, cmd: bytes, args: Sequence[bytes], stdout: Stdout) -> int:
+def run_command(conn: ToolConnection, cmd: bytes, args: Sequence[bytes], stdout: Stdout) -> int:
     """Send ``cmd`` with ``args``; print the reply, or why it failed."""
     try:
         reply = control_command(conn, cmd, _fields(*args))
@@ -121,7 +121,7 @@ class _Step(Exception):
         self.code = code
 
 
-def _step(conn: Connection, args: Sequence[bytes], failure: bytes) -> bytes:
+def _step(conn: ToolConnection, args: Sequence[bytes], failure: bytes) -> bytes:
     """One ``live-update`` request that must be answered; return the reply.
 
     A failed request prints ``failure``, then the errno's text, and raises.
@@ -133,7 +133,7 @@ def _step(conn: Connection, args: Sequence[bytes], failure: bytes) -> bytes:
         raise _Step(EXIT_COMMAND) from None
 
 
-def _expect_ok(conn: Connection, args: Sequence[bytes], failure: bytes) -> None:
+def _expect_ok(conn: ToolConnection, args: Sequence[bytes], failure: bytes) -> None:
     """One ``live-update`` request that must be answered ``OK``."""
     reply = _step(conn, args, failure)
     if reply != b"OK":
@@ -141,13 +141,13 @@ def _expect_ok(conn: Connection, args: Sequence[bytes], failure: bytes) -> None:
         raise _Step(EXIT_COMMAND)
 
 
-def _abort(conn: Connection) -> None:
+def _abort(conn: ToolConnection) -> None:
     """``live-update -a``: drop whatever the daemon has been told; its answer is ignored."""
     with contextlib.suppress(Failure):
         control_command(conn, LIVE_UPDATE, _fields(b"-a"))
 
 
-def _start(conn: Connection, force: bool, timeout: int) -> None:
+def _start(conn: ToolConnection, force: bool, timeout: int) -> None:
     """``-s -t <timeout> [-F]``, again each second while the daemon is BUSY."""
     args = [b"-s", b"-t", b"%d" % timeout, *([b"-F"] if force else [])]
     failure = b"Starting live update failed"
@@ -196,7 +196,7 @@ def _load_kernel() -> None:
 
 
 def _update(
-    conn: Connection, binary: bytes, cmdline: bytes | None, force: bool, timeout: int
+    conn: ToolConnection, binary: bytes, cmdline: bytes | None, force: bool, timeout: int
 ) -> int:
     """Run the conversation; abort it if a step after the first fails."""
     try:
@@ -224,7 +224,7 @@ def _update(
     return 0
 
 
-def live_update(conn: Connection, args: Sequence[bytes]) -> int:
+def live_update(conn: ToolConnection, args: Sequence[bytes]) -> int:
     """``live-update [-c <cmdline>] [-F] [-t <timeout>] <file>``; return the exit code.
 
     Options and the file may come in any order; the last file wins. No option

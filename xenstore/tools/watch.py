@@ -24,7 +24,7 @@ from xenstore import errors
 from xenstore.protocol.codec import join
 from xenstore.protocol.ops import Op
 from xenstore.tools import common
-from xenstore.tools.connection import Connection, Failure
+from xenstore.tools.connection import Failure, ToolConnection
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # collections.abc would cost the tool's start-up
 __all__ = ["main", "perform"]
 
 
-def add_watch(conn: Connection, path: bytes, depth: int) -> bool:
+def add_watch(conn: ToolConnection, path: bytes, depth: int) -> bool:
     """Watch ``path`` (token: the path itself), to ``depth`` levels if it is not negative.
 
     Returns whether the daemon accepted the watch.

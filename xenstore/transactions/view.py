@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from xenstore import paths
 from xenstore.changes import Change
 from xenstore.perms import Perms
-from xenstore.store import Edit, Node, Store, inherited_perms, names_of, node_bytes
+from xenstore.store import Edit, Node, Store, child_names, inherited_perms, node_bytes
 from xenstore.transactions.conflict import (
     CHILDREN,
     EXISTS,
@@ -131,7 +131,7 @@ class Transaction:
         entry = self.pending.get(path)
         if entry is not None and entry.created:
             return list(entry.added)
-        names = names_of(path, self._base(path, CHILDREN).children)
+        names = child_names(path, self._base(path, CHILDREN).children)
         if entry is None:
             return list(names)
         return [n for n in names if n not in entry.dropped and n not in entry.added] + list(
@@ -173,7 +173,7 @@ class Transaction:
         if entry is not None and entry.created:
             return list(entry.added)
         node = self.store.at(path, self.snapshot)
-        names = names_of(path, node.children) if node is not None else []
+        names = child_names(path, node.children) if node is not None else []
         if entry is None:
             return names
         return [n for n in names if n not in entry.dropped and n not in entry.added] + list(
