@@ -136,7 +136,7 @@ def replies_fit(effects: list[Effect]) -> None:
 def test_every_control_reply_fits(
     command: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # memreport FILE writes where it is told
+    monkeypatch.chdir(tmp_path)  # for any command that names a file
     server = crowded_server()
     conn_id = server.connect()
     for args in argument_lists(command, tmp_path):
@@ -215,3 +215,17 @@ def test_an_oversized_reply_becomes_e2big(monkeypatch: pytest.MonkeyPatch) -> No
     assert any(isinstance(e, Log) and e.message.startswith("internal error on CONTROL ")
                and e.domid is None for e in dom0.effects)
     assert dom0.ok(Op.CONTROL, "check") == b"OK\0"  # nothing else is harmed
+
+
+def test_memreport_to_a_file_is_the_shells_to_write() -> None:
+    """The core does no I/O: CONTROL memreport FILE answers OK and hands the shell the
+    text to write (tests/chaos reads such files from a real daemon)."""
+    from xenstore.daemon.effects import WriteReport
+
+    server = Server()
+    conn = server.connect()
+    effects = server.handle(conn, Packet(Op.CONTROL, 1, 0, b"memreport\0/tmp/report\0"))
+    (report,) = [e for e in effects if isinstance(e, WriteReport)]
+    assert report.path == "/tmp/report"
+    assert report.text.startswith("nodes: 3\n") and "domains: 0\n" in report.text
+    assert effects[-1].packet.payload == b"OK\0"  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from xenstore.daemon import invariants
 from xenstore.daemon.domains import parse_domid, parse_number
-from xenstore.daemon.effects import Log, Outbox, TraceFile
+from xenstore.daemon.effects import Log, Outbox, TraceFile, WriteReport
 from xenstore.daemon.quotas import LABELS
 from xenstore.daemon.replies import OK, newest_that_fit
 from xenstore.errors import EINVAL, EIO, ENOENT
@@ -124,7 +124,8 @@ class ControlOps:
         return OK
 
     def _control_memreport(self, args: list[bytes], out: Outbox) -> bytes:
-        """A summary of what the daemon holds, to the log (or the file given)."""
+        """A summary of what the daemon holds, to the log (or the file given: a file the
+        daemon cannot write is logged, as the reply has gone by then)."""
         self._arity(args, 0, 1)
         lines = [
             f"nodes: {len(self.state.store)}",
@@ -136,12 +137,9 @@ class ControlOps:
         ]
         for reporter in self.state.reporters:  # what the shell holds (tasks, sockets)
             lines.extend(reporter())
-        if args:
-            try:
-                with open(args[0], "w") as report:
-                    report.write("".join(line + "\n" for line in lines))
-            except OSError as exc:
-                raise EINVAL(f"memreport: {exc}") from None
+        if args:  # the shell writes it: the core does no I/O
+            out.add(WriteReport(args[0].decode("utf-8", "replace"),
+                                "".join(line + "\n" for line in lines)))
         else:
             out.extend(Log(f"memreport: {line}") for line in lines)
         return OK

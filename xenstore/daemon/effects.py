@@ -70,7 +70,15 @@ class DelayEvents(NamedTuple):
     seconds: float
 
 
-Effect = Send | Close | Log | Listen | Unlisten | DiscardOutput | TraceFile | DelayEvents
+class WriteReport(NamedTuple):
+    """CONTROL memreport FILE: write ``text`` to ``path`` (the core does no I/O)."""
+
+    path: str
+    text: str
+
+
+Effect = (Send | Close | Log | Listen | Unlisten | DiscardOutput | TraceFile | DelayEvents
+          | WriteReport)
 
 
 class Outbox:

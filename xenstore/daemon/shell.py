@@ -30,6 +30,7 @@ from xenstore.daemon.effects import (
     Send,
     TraceFile,
     Unlisten,
+    WriteReport,
 )
 from xenstore.daemon.listeners import (
     DomainSockets,
@@ -307,6 +308,8 @@ class Shell:
             elif type(effect) is DiscardOutput:
                 self.output.discard_output(effect.conn_id)
                 self.delayed.discard(effect.conn_id)
+            elif type(effect) is WriteReport:
+                self._write_report(effect)
             elif type(effect) is DelayEvents:
                 self.delayed.set_delay(effect.seconds)
                 holding = self.delayed.active and not late
@@ -314,6 +317,14 @@ class Shell:
     def _deliver_late(self, events: list[Send]) -> None:
         self.carry_out(events, late=True)
         self.output.flush_dirty()
+
+    @staticmethod
+    def _write_report(report: WriteReport) -> None:
+        try:
+            with open(report.path, "w") as file:
+                file.write(report.text)
+        except OSError as exc:
+            log.warning("memreport: cannot write %s: %s", report.path, exc)
 
     def _retrace(self, path: str | None) -> None:
         if self.tracer is not None:
