@@ -1,0 +1,267 @@
+"""Bytes to records and back: :func:`read` and :func:`write`, byte for byte.
+
+The reader is strict where cxenstored 4.17 trusts its input: every length is
+checked against the record and the stream, padding must be zeros and shorter
+than 8 bytes, strings end with their one NUL, and nothing may follow END. So
+anything :func:`read` accepts, :func:`write` gives back unchanged, and anything
+else is a :class:`~.records.StreamError` naming the record and the offset.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+from xenstore.migration.records import (
+    CONN,
+    CONN_RING,
+    CONN_SOCKET,
+    END,
+    FLAGS_LITTLE_ENDIAN,
+    GLOBAL,
+    IDENT,
+    NODE,
+    PERM_IGNORE,
+    PERM_LETTERS,
+    TRANSACTION,
+    VERSION,
+    WATCH,
+    GlobalData,
+    NodeData,
+    NodePerm,
+    Record,
+    RingConnection,
+    SocketConnection,
+    StreamError,
+    TransactionData,
+    UnknownRecord,
+    WatchData,
+)
+
+_PREAMBLE = struct.Struct(">8sI")  # ident, version (big endian); the flags follow
+_FLAGS = struct.Struct("<I")
+_HEADER = struct.Struct("<II")
+_GLOBAL = struct.Struct("<ii")
+_CONN = struct.Struct("<IHH8sHHI")
+_RING = struct.Struct("<HHI")
+_SOCKET = struct.Struct("<i4x")
+_WATCH = struct.Struct("<IHH")
+_TRANSACTION = struct.Struct("<II")
+_NODE = struct.Struct("<IIHHHH")
+_PERM = struct.Struct("<BBH")
+PREAMBLE_SIZE = 16
+
+
+class _Body(Exception):
+    """A problem inside one record's body, at an offset within it."""
+
+    def __init__(self, problem: str, at: int = 0) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.at = at
+
+
+def _string(body: bytes, at: int, length: int, what: str) -> bytes:
+    """A NUL-terminated string of ``length`` bytes (NUL included) at ``at``."""
+    if length == 0:
+        raise _Body(f"the {what} has length 0 (its NUL counts)", at)
+    raw = body[at:at + length]
+    if len(raw) < length:
+        raise _Body(f"the {what} runs past the record's end", at)
+    if raw.find(0) != length - 1:
+        raise _Body(f"the {what} must end with its only NUL byte", at)
+    return raw[:-1]
+
+
+def _parse(record_type: int, body: bytes) -> tuple[Record, int]:
+    """The record and where its payload ends within ``body``."""
+    try:
+        return _PARSERS[record_type](body)
+    except struct.error:
+        raise _Body(f"{len(body)} bytes are too few for its fixed fields") from None
+
+
+def _global(body: bytes) -> tuple[Record, int]:
+    socket_fd, evtchn_fd = _GLOBAL.unpack_from(body)
+    return GlobalData(socket_fd, evtchn_fd), _GLOBAL.size
+
+
+def _connection(body: bytes) -> tuple[Record, int]:
+    conn_id, conn_type, pad, spec, in_len, resp_len, out_len = _CONN.unpack_from(body)
+    if pad:
+        raise _Body("the pad field is not zero", 6)
+    end = _CONN.size + in_len + out_len
+    if end > len(body):
+        raise _Body(f"{in_len} + {out_len} bytes of pending data run past the record's end",
+                    _CONN.size)
+    if resp_len > out_len:
+        raise _Body(f"a partial response of {resp_len} bytes in {out_len} bytes of output", 14)
+    data_in = body[_CONN.size:_CONN.size + in_len]
+    data_out = body[_CONN.size + in_len:end]
+    if conn_type == CONN_RING:
+        domid, tdomid, evtchn = _RING.unpack(spec)
+        return RingConnection(conn_id, domid, evtchn, tdomid, data_in, data_out, resp_len), end
+    if conn_type == CONN_SOCKET:
+        if spec[4:] != bytes(4):
+            raise _Body("a socket connection's spec has bytes after its fd", 12)
+        (fd,) = _SOCKET.unpack(spec)
+        return SocketConnection(conn_id, fd, data_in, data_out, resp_len), end
+    raise _Body(f"unknown connection type {conn_type}", 4)
+
+
+def _watch(body: bytes) -> tuple[Record, int]:
+    conn_id, path_len, token_len = _WATCH.unpack_from(body)
+    path = _string(body, _WATCH.size, path_len, "path")
+    token = _string(body, _WATCH.size + path_len, token_len, "token")
+    return WatchData(conn_id, path, token), _WATCH.size + path_len + token_len
+
+
+def _transaction(body: bytes) -> tuple[Record, int]:
+    conn_id, tx_id = _TRANSACTION.unpack_from(body)
+    return TransactionData(conn_id, tx_id), _TRANSACTION.size
+
+
+def _node(body: bytes) -> tuple[Record, int]:
+    conn_id, tx_id, path_len, data_len, ta_access, perm_n = _NODE.unpack_from(body)
+    at = _NODE.size
+    perms = []
+    for _ in range(perm_n):
+        if at + _PERM.size > len(body):
+            raise _Body(f"{perm_n} perms run past the record's end", at)
+        access, flags, domid = _PERM.unpack_from(body, at)
+        if access not in PERM_LETTERS:
+            raise _Body(f"perm access {access:#x} is none of n, r, w, b", at)
+        if flags & ~PERM_IGNORE:
+            raise _Body(f"perm flags {flags:#x} are not known", at + 1)
+        perms.append(NodePerm(chr(access), domid, bool(flags & PERM_IGNORE)))
+        at += _PERM.size
+    path = _string(body, at, path_len, "path")
+    at += path_len
+    value = body[at:at + data_len]
+    if len(value) < data_len:
+        raise _Body(f"a value of {data_len} bytes runs past the record's end", at)
+    return NodeData(path, value, tuple(perms), conn_id, tx_id, ta_access), at + data_len
+
+
+_PARSERS = {GLOBAL: _global, CONN: _connection, WATCH: _watch, TRANSACTION: _transaction,
+            NODE: _node}
+
+
+def read_located(data: bytes) -> list[tuple[int, Record]]:
+    """Every record before END with the offset of its header; :class:`StreamError` else."""
+    data = bytes(data)
+    if len(data) < PREAMBLE_SIZE:
+        raise StreamError(f"{len(data)} bytes, not even the {PREAMBLE_SIZE}-byte preamble", 0)
+    ident, version = _PREAMBLE.unpack_from(data)
+    (flags,) = _FLAGS.unpack_from(data, 12)
+    if ident != IDENT:
+        raise StreamError(f"ident {ident!r} is not {IDENT!r}", 0)
+    if version != VERSION:
+        raise StreamError(f"version {version} (only version {VERSION} is known)", 8)
+    if flags != FLAGS_LITTLE_ENDIAN:
+        raise StreamError(f"flags {flags:#x} (only 0, little endian, is known)", 12)
+    located: list[tuple[int, Record]] = []
+    offset = PREAMBLE_SIZE
+    while True:
+        index = len(located)
+        if offset + _HEADER.size > len(data):
+            raise StreamError("the stream ends before END (truncated?)", offset, index)
+        record_type, length = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        if length % 8:
+            raise StreamError(f"length {length} is not a multiple of 8", offset, index,
+                              record_type)
+        if start + length > len(data):
+            raise StreamError(f"length {length} runs past the stream's end at byte "
+                              f"{len(data)}", offset, index, record_type)
+        body = data[start:start + length]
+        if record_type == END:
+            if length:
+                raise StreamError(f"END has length {length}", offset, index, record_type)
+            if start != len(data):
+                raise StreamError(f"{len(data) - start} bytes follow END", start, index,
+                                  record_type)
+            return located
+        if record_type in _PARSERS:
+            try:
+                record, used = _parse(record_type, body)
+                if length - used >= 8:
+                    raise _Body(f"{length - used} bytes after its payload (padding is 0-7)",
+                                used)
+                if any(body[used:]):
+                    raise _Body("its padding is not zeros", used)
+            except _Body as exc:
+                raise StreamError(exc.problem, start + exc.at, index, record_type) from None
+        else:
+            record = UnknownRecord(record_type, body)
+        located.append((offset, record))
+        offset = start + length
+
+
+def read(data: bytes) -> list[Record]:
+    """The records of a stream (END not included); :class:`StreamError` if it is not one."""
+    return [record for _, record in read_located(data)]
+
+
+def _padded(record_type: int, payload: bytes) -> bytes:
+    payload += bytes(-len(payload) % 8)
+    return _HEADER.pack(record_type, len(payload)) + payload
+
+
+def _c_string(raw: bytes) -> bytes:
+    if 0 in raw:
+        raise ValueError(f"a NUL inside {raw!r}")
+    return raw + b"\0"
+
+
+def encode(record: Record) -> bytes:
+    """One record, header and padding included; ValueError for a field out of range."""
+    try:
+        return _encode(record)
+    except struct.error as exc:
+        raise ValueError(f"{record!r}: {exc}") from None
+
+
+def _encode(record: Record) -> bytes:
+    if isinstance(record, GlobalData):
+        return _padded(GLOBAL, _GLOBAL.pack(record.socket_fd, record.evtchn_fd))
+    if isinstance(record, RingConnection | SocketConnection):
+        if isinstance(record, RingConnection):
+            kind, spec = CONN_RING, _RING.pack(record.domid, record.tdomid, record.evtchn)
+        else:
+            kind, spec = CONN_SOCKET, _SOCKET.pack(record.socket_fd)
+        head = _CONN.pack(record.conn_id, kind, 0, spec, len(record.data_in),
+                          record.data_resp_len, len(record.data_out))
+        return _padded(CONN, head + record.data_in + record.data_out)
+    if isinstance(record, WatchData):
+        path, token = _c_string(record.path), _c_string(record.token)
+        return _padded(WATCH, _WATCH.pack(record.conn_id, len(path), len(token)) + path + token)
+    if isinstance(record, TransactionData):
+        return _padded(TRANSACTION, _TRANSACTION.pack(record.conn_id, record.tx_id))
+    if isinstance(record, NodeData):
+        path = _c_string(record.path)
+        head = _NODE.pack(record.conn_id, record.tx_id, len(path), len(record.value),
+                          record.ta_access, len(record.perms))
+        perms = b"".join(
+            _PERM.pack(_perm_letter(perm.access), PERM_IGNORE if perm.ignore else 0, perm.domid)
+            for perm in record.perms)
+        return _padded(NODE, head + perms + path + record.value)
+    if record.record_type in _PARSERS or record.record_type == END:
+        raise ValueError(f"an unknown record may not have a known type ({record.record_type})")
+    if len(record.body) % 8:
+        raise ValueError(f"an unknown record's body of {len(record.body)} bytes is not padded")
+    return _HEADER.pack(record.record_type, len(record.body)) + record.body
+
+
+def _perm_letter(access: str) -> int:
+    if len(access) != 1 or access.encode() not in PERM_LETTERS:
+        raise ValueError(f"perm access {access!r} is none of n, r, w, b")
+    return ord(access)
+
+
+def write(records: Iterable[Record]) -> bytes:
+    """The stream: the preamble, every record, END."""
+    parts = [IDENT, struct.pack(">I", VERSION), _FLAGS.pack(FLAGS_LITTLE_ENDIAN)]
+    parts.extend(encode(record) for record in records)
+    parts.append(_HEADER.pack(END, 0))
+    return b"".join(parts)
