@@ -249,6 +249,8 @@ class _ThreadDaemon(TestDaemon):
             self._scope = scope
             async with trio.open_nursery() as nursery:
                 await nursery.start(shell.serve, listener)
+                from xenstore.daemon.assemble import listen_restored
+                listen_restored(shell)  # the domains of a --restore
                 self._ready.set()
                 await trio.sleep_forever()
 
@@ -281,12 +283,12 @@ def _make_shell(socket_path: str, args: Sequence[str]) -> Shell:
         parsed = options.parse(["--socket", socket_path, *args])
     except SystemExit:  # argparse has printed why on stderr
         raise ValueError(f"bad daemon arguments: {list(args)}") from None
-    return assemble.build_shell(parsed)
+    return assemble.build_shell(parsed, assemble.build_server(parsed)[0])
 
 
 def start(
     *, in_process: bool = False, args: Sequence[str] = (), faults: bool = True,
-    guests: bool = False,
+    guests: bool = False, restore: str | None = None,
 ) -> TestDaemon:
     """Start a daemon on a fresh socket and return once it accepts connections.
 
@@ -295,6 +297,7 @@ def start(
     :attr:`TestDaemon.faults` can arm failures. ``guests``: run it with
     ``--domain-dir`` (its own directory), so that an introduced domain's
     socket appears there (:meth:`TestDaemon.guest_socket`, :func:`guest_domain`).
+    ``restore``: a snapshot file (CONTROL snapshot) to start from (``--restore``).
     The caller must :meth:`~TestDaemon.stop` it; :func:`xenstored` does that for you.
     """
     if faults:
@@ -302,6 +305,8 @@ def start(
     directory = _short_directory()
     if guests:
         args = [*args, "--domain-dir", directory]
+    if restore is not None:
+        args = [*args, "--restore", restore]
     try:
         daemon: TestDaemon = (_ThreadDaemon if in_process else _ProcessDaemon)(directory, args)
     except BaseException:
@@ -314,7 +319,7 @@ def start(
 @contextmanager
 def xenstored(
     *, in_process: bool = False, args: Sequence[str] = (), faults: bool = True,
-    guests: bool = False,
+    guests: bool = False, restore: str | None = None,
 ) -> Iterator[TestDaemon]:
     """A daemon for the duration of the ``with`` block, stopped and cleaned up after.
 
@@ -324,7 +329,8 @@ def xenstored(
     ``faults=False`` starts it without ``--faults``, as a production daemon;
     ``guests=True`` with guest sockets (see :func:`start`).
     """
-    daemon = start(in_process=in_process, args=args, faults=faults, guests=guests)
+    daemon = start(in_process=in_process, args=args, faults=faults, guests=guests,
+                   restore=restore)
     try:
         yield daemon
     finally:

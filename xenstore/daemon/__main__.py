@@ -18,6 +18,7 @@ from xenstore.daemon.listeners import SocketInUse, bind_unix
 from xenstore.daemon.logfile import ReopenableFileHandler
 from xenstore.daemon.shell import Shell
 from xenstore.daemon.supervision import supervised
+from xenstore.migration import StreamError
 
 log = logging.getLogger("xenstore.daemon")
 
@@ -96,6 +97,7 @@ async def run(
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(shell.serve, listener)
+            assemble.listen_restored(shell)  # the domains of a --restore
             announce_ready(args, shell.options.socket_path)
 
             async def handle_signals() -> None:
@@ -123,10 +125,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pyxenstored: warning: {flag} is not implemented yet; ignored", file=sys.stderr)
     raise_open_files_limit()
     try:
-        shell = assemble.build_shell(args)
+        server, restored = assemble.build_server(args)
+        shell = assemble.build_shell(args, server)
+    except StreamError as exc:
+        print(f"pyxenstored: cannot restore {args.restore}: {exc}", file=sys.stderr)
+        return 4
     except ValueError as exc:
         print(f"pyxenstored: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"pyxenstored: cannot read the snapshot {args.restore}: {exc}", file=sys.stderr)
+        return 4
+    if restored:
+        log.info("%s", restored)
     try:
         listener = bind_unix(args.socket, args.socket_mode)
     except SocketInUse:

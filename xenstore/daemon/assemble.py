@@ -6,10 +6,12 @@ import argparse
 
 from xenstore.daemon.config import Config
 from xenstore.daemon.core import Server
+from xenstore.daemon.effects import Listen
 from xenstore.daemon.output import BACKLOG_MAX, BACKLOG_TOTAL
 from xenstore.daemon.quotas import DEFAULTS, FLAGS
 from xenstore.daemon.shell import Shell, ShellOptions
 from xenstore.daemon.trace import Tracer
+from xenstore.migration.restore import describe, server_from
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -30,11 +32,25 @@ def config_from(args: argparse.Namespace) -> Config:
     return config
 
 
-def build_shell(args: argparse.Namespace) -> Shell:
-    """The Server and its trio Shell as the flags describe them."""
+def build_server(args: argparse.Namespace) -> tuple[Server, str | None]:
+    """A fresh Server, or one restored from ``--restore FILE`` with a line saying what
+    it restored. A bad snapshot raises :class:`~xenstore.migration.StreamError` (a
+    ValueError naming the record and the offset), an unreadable one OSError."""
+    config = config_from(args)
+    restore = getattr(args, "restore", None)
+    if not restore:
+        return Server(config), None
+    with open(restore, "rb") as file:
+        data = file.read()
+    server, loaded = server_from(data, config)
+    return server, f"{restore}: {describe(loaded)}"
+
+
+def build_shell(args: argparse.Namespace, server: Server | None = None) -> Shell:
+    """The Server (``server``, or a fresh one) and its trio Shell as the flags say."""
     tracer = Tracer(args.trace_file) if args.trace_file else None
     return Shell(
-        Server(config_from(args)),
+        server if server is not None else Server(config_from(args)),
         ShellOptions(
             socket_path=args.socket,
             socket_mode=args.socket_mode,
@@ -50,3 +66,9 @@ def build_shell(args: argparse.Namespace) -> Shell:
         ),
         tracer,
     )
+
+
+def listen_restored(shell: Shell) -> None:
+    """Open the sockets of the domains a restore brought (once the shell serves)."""
+    if shell.server.domains:
+        shell.carry_out([Listen(domid) for domid in sorted(shell.server.domains)])

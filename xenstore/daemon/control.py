@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 
 from xenstore.daemon import invariants
 from xenstore.daemon.domains import parse_domid, parse_number
-from xenstore.daemon.effects import Log, Outbox, TraceFile, WriteReport
+from xenstore.daemon.effects import Log, Outbox, TraceFile, WriteReport, WriteSnapshot
 from xenstore.daemon.quotas import LABELS
 from xenstore.daemon.replies import OK, newest_that_fit
 from xenstore.errors import EINVAL, EIO, ENOENT
+from xenstore.migration import snapshot, stream
 from xenstore.protocol.codec import split
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ HELP = (
     "logfile\t<file>\n"
     "memreport\t[<file>]\n"
     "print\t<string>\n"
+    "snapshot\t<file>\n"
     "quota\t[set <name> <val>|<domid>]\n"
     "quota-soft\t[set <name> <val>]\n"
     "conflicts\t\n"
@@ -80,6 +82,7 @@ class ControlOps:
             b"logfile": self._control_logfile,
             b"memreport": self._control_memreport,
             b"print": self._control_print,
+            b"snapshot": self._control_snapshot,
             b"quota": self._control_quota,
             b"quota-soft": self._control_quota_soft,
             b"conflicts": self._control_conflicts,
@@ -147,6 +150,14 @@ class ControlOps:
     def _control_print(self, args: list[bytes], out: Outbox) -> bytes:
         self._arity(args, 1)
         out.add(Log(f"control: {args[0].decode('latin-1')}"))
+        return OK
+
+    def _control_snapshot(self, args: list[bytes], out: Outbox) -> bytes:
+        """The whole state as Xen's migration stream, for ``pyxenstored --restore``
+        (the shell writes it; a file it cannot write is logged)."""
+        self._arity(args, 1)
+        data = stream.write(snapshot.dump(self.state))
+        out.add(WriteSnapshot(args[0].decode("utf-8", "surrogateescape"), data))
         return OK
 
     def _control_quota(self, args: list[bytes], out: Outbox) -> bytes:

@@ -77,8 +77,15 @@ class WriteReport(NamedTuple):
     text: str
 
 
+class WriteSnapshot(NamedTuple):
+    """CONTROL snapshot FILE: write the migration stream ``data`` to ``path``."""
+
+    path: str
+    data: bytes
+
+
 Effect = (Send | Close | Log | Listen | Unlisten | DiscardOutput | TraceFile | DelayEvents
-          | WriteReport)
+          | WriteReport | WriteSnapshot)
 
 
 class Outbox:

@@ -120,6 +120,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--faults", action="store_true",
                    help="for tests only: accept CONTROL fault, which makes commits, writes and "
                    "watch events fail or come late on purpose (without it: EACCES)")
+    p.add_argument("--restore", metavar="FILE",
+                   help="start from a snapshot (Xen's migration stream, as CONTROL snapshot or "
+                   "a cxenstored live update writes it): its tree, special perms and "
+                   "domains; its connections are dropped")
     return p
 
 

@@ -31,6 +31,7 @@ from xenstore.daemon.effects import (
     TraceFile,
     Unlisten,
     WriteReport,
+    WriteSnapshot,
 )
 from xenstore.daemon.listeners import (
     DomainSockets,
@@ -310,6 +311,12 @@ class Shell:
                 self.delayed.discard(effect.conn_id)
             elif type(effect) is WriteReport:
                 self._write_report(effect)
+            elif type(effect) is WriteSnapshot:
+                try:
+                    with open(effect.path, "wb") as file:
+                        file.write(effect.data)
+                except OSError as exc:
+                    log.warning("snapshot: cannot write %s: %s", effect.path, exc)
             elif type(effect) is DelayEvents:
                 self.delayed.set_delay(effect.seconds)
                 holding = self.delayed.active and not late
