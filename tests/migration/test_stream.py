@@ -133,3 +133,17 @@ def test_writer_refuses_what_cannot_be_written() -> None:
                    TransactionData(-1, 0)):
         with pytest.raises(ValueError, match=r"."):
             write([record])
+
+
+def test_a_real_cxenstored_dump_reads_and_writes_back_byte_for_byte() -> None:
+    """Captured from cxenstored 4.17 (live-update under xsref): /data/bin = 00 ff with
+    perms b3 r5, /data/empty, a watch on /data with token tok, and the live-update
+    client's connection holding its OK."""
+    from pathlib import Path
+
+    data = (Path(__file__).parent / "data" / "cxenstored-4.17.state_dump").read_bytes()
+    records = read(data)
+    assert write(records) == data
+    assert records[1] == RingConnection(1, 0, 3)
+    assert WatchData(2, b"/data", b"tok") in records
+    assert NodeData(b"/data/bin", b"\x00\xff", (NodePerm("b", 3), NodePerm("r", 5))) in records
