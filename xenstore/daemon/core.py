@@ -44,6 +44,8 @@ from xenstore.transactions import Transaction
 
 __all__ = ["Connection", "Handler", "Server"]
 
+_new = tuple.__new__
+
 #: A request handler: the caller, its transaction (or None), the payload, where its
 #: effects go; returns the reply's payload or raises a XenStoreError.
 Handler = Callable[[Connection, "Transaction | None", bytes, Outbox], bytes]
@@ -209,7 +211,8 @@ class Server:
         if store.generation != before:
             self.explainer.remember(store.generation, conn, packet)
         effects = out.effects
-        effects.append(Send(conn_id, Packet(op, req_id, tx_id, reply)))
+        # tuple.__new__ skips the namedtuples' Python-level __new__ (~100 ns each).
+        effects.append(_new(Send, (conn_id, _new(Packet, (op, req_id, tx_id, reply)))))
         if out.after_reply:
             effects.extend(out.after_reply)
         return effects

@@ -49,6 +49,11 @@ class NodeOps:
     def read(self, conn: Connection, tx: Transaction | None, payload: bytes,
              out: Outbox) -> bytes:
         path = self.access.path(conn, one_arg(payload))
+        if tx is None and conn.privileged:  # dom0 outside a transaction: no checks to make
+            store = self.state.store
+            if not store.exists(path):
+                raise ENOENT(path)
+            return store.value(path)
         view = self.quotas.view(conn, tx, out)
         self.access.check(conn, view, path, perms.READ)
         return view.value(path)

@@ -16,6 +16,7 @@ from xenstore.protocol.ops import HEADER_SIZE, PAYLOAD_MAX, op_name
 HEADER = struct.Struct("<IIII")
 _unpack_from = HEADER.unpack_from
 _pack = HEADER.pack
+_new = tuple.__new__
 
 
 # A namedtuple, declared as typing's NamedTuple for the type checker only: importing
@@ -100,6 +101,11 @@ class Framer:
         """Add received bytes; return every packet they complete, in order."""
         if self.broken:
             raise ProtocolError("stream already broken by an oversized header")
+        if not self._buf and len(data) >= HEADER_SIZE:
+            # The common case: a read of exactly one whole request.
+            op, req_id, tx_id, length = _unpack_from(data)
+            if len(data) == HEADER_SIZE + length and length <= PAYLOAD_MAX:
+                return [_new(Packet, (op, req_id, tx_id, data[HEADER_SIZE:]))]
         buf = self._buf + data if self._buf else data
         packets: list[Packet] = []
         pos = 0
@@ -115,7 +121,7 @@ class Framer:
             stop = pos + HEADER_SIZE + length
             if stop > end:
                 break
-            packets.append(Packet(op, req_id, tx_id, buf[pos + HEADER_SIZE : stop]))
+            packets.append(_new(Packet, (op, req_id, tx_id, buf[pos + HEADER_SIZE : stop])))
             pos = stop
         self._buf = buf[pos:] if pos else buf
         return packets
