@@ -14,6 +14,7 @@ import select
 import socket
 import sys
 import time
+from typing import Any
 
 from xenstore.lab.rpc import HostError
 from xenstore.lab.xlsession import FAILURE, Invocation, err
@@ -36,19 +37,37 @@ def cmd_console(inv: Invocation) -> int:
 
 def attach(inv: Invocation, domid: int) -> int:
     """Attach to ``domid``'s primary console on ``inv``'s host until detached or gone."""
-    client = inv.client()
+    interactive = os.isatty(0)
+    saved = _raw_terminal() if interactive else None
     try:
-        client.call("console", domain=str(domid))
-    except HostError as exc:
-        raise inv.fail(exc, "Unable to attach console") from None
-    client.sock.settimeout(None)
-    try:
-        _write_out(client.leftover())
-        if os.isatty(0):
-            return _interactive(client.sock)
-        return _piped(client.sock)
-    except (ConnectionError, TimeoutError):
-        return 0  # the console's end closed: as xenconsole when the pty goes
+        client = inv.client()
+        try:
+            client.call("console", domain=str(domid))
+        except HostError as exc:
+            raise inv.fail(exc, "Unable to attach console") from None
+        client.sock.settimeout(None)
+        try:
+            _write_out(client.leftover())
+            return _interactive(client.sock) if interactive else _piped(client.sock)
+        except (ConnectionError, TimeoutError):
+            return 0  # the console's end closed: as xenconsole when the pty goes
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSANOW, saved)
+
+
+def _raw_terminal() -> list[Any]:
+    """Put the terminal in raw mode at once, keeping what was typed already (setraw's
+    default, TCSAFLUSH, would throw away keys typed while the console attaches);
+    returns the settings to restore."""
+    import termios
+    import tty
+
+    saved: list[Any] = termios.tcgetattr(0)
+    tty.setraw(0, termios.TCSANOW)
+    return saved
 
 
 def _write_out(data: bytes) -> None:
@@ -58,26 +77,18 @@ def _write_out(data: bytes) -> None:
 
 
 def _interactive(sock: socket.socket) -> int:
-    import termios
-    import tty
-
-    saved = termios.tcgetattr(0)
-    tty.setraw(0)
-    try:
-        while True:
-            ready, _, _ = select.select([0, sock.fileno()], [], [])
-            if 0 in ready:
-                data = os.read(0, 60)
-                if data == ESCAPE or not data:
-                    return 0
-                sock.sendall(data)
-            if sock.fileno() in ready:
-                data = sock.recv(4096)
-                if not data:
-                    return 0  # the console went away (the guest is gone)
-                _write_out(data)
-    finally:
-        termios.tcsetattr(0, termios.TCSANOW, saved)
+    while True:
+        ready, _, _ = select.select([0, sock.fileno()], [], [])
+        if 0 in ready:
+            data = os.read(0, 60)
+            if data == ESCAPE or not data:
+                return 0
+            sock.sendall(data)
+        if sock.fileno() in ready:
+            data = sock.recv(4096)
+            if not data:
+                return 0  # the console went away (the guest is gone)
+            _write_out(data)
 
 
 def _piped(sock: socket.socket) -> int:
