@@ -19,6 +19,7 @@ from xenstore.daemon.logfile import ReopenableFileHandler
 from xenstore.daemon.shell import Shell
 from xenstore.daemon.supervision import supervised
 from xenstore.migration import StreamError
+from xenstore.migration.adopt import Handover
 
 log = logging.getLogger("xenstore.daemon")
 
@@ -66,7 +67,8 @@ def announce_ready(args: object, socket_path: str) -> None:
             f.write(f"{pid}\n")
         os.replace(tmp, pid_file)
     if getattr(args, "output_pid", False):
-        print(pid, flush=True)
+        with contextlib.suppress(BrokenPipeError):  # nobody reads it: as cxenstored
+            print(pid, flush=True)
     notify_ready()
     socket_path = os.path.abspath(socket_path)
     print(
@@ -91,6 +93,7 @@ async def run(
     listener: socket.socket,
     args: object,
     log_file: ReopenableFileHandler | None = None,
+    handover: Handover | None = None,
 ) -> None:
     # The receiver stays open for the daemon's life, so no signal ever meets the
     # default action (death) while its handling is started again after a failure.
@@ -98,6 +101,7 @@ async def run(
         async with trio.open_nursery() as nursery:
             await nursery.start(shell.serve, listener)
             assemble.listen_restored(shell)  # the domains of a --restore
+            assemble.adopt_connections(shell, handover)
             announce_ready(args, shell.options.socket_path)
 
             async def handle_signals() -> None:
@@ -125,21 +129,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pyxenstored: warning: {flag} is not implemented yet; ignored", file=sys.stderr)
     raise_open_files_limit()
     try:
-        server, restored = assemble.build_server(args)
+        server, restored, handover = assemble.build_server(args)
         shell = assemble.build_shell(args, server)
     except StreamError as exc:
-        print(f"pyxenstored: cannot restore {args.restore}: {exc}", file=sys.stderr)
+        what = assemble.state_dump_path() if args.live_update else args.restore
+        print(f"pyxenstored: cannot restore {what}: {exc}", file=sys.stderr)
         return 4
     except ValueError as exc:
         print(f"pyxenstored: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"pyxenstored: cannot read the snapshot {args.restore}: {exc}", file=sys.stderr)
+        what = "the live update's state" if args.live_update else "the snapshot"
+        print(f"pyxenstored: cannot read {what}: {exc}", file=sys.stderr)
         return 4
     if restored:
         log.info("%s", restored)
     try:
-        listener = bind_unix(args.socket, args.socket_mode)
+        listener = (assemble.inherited_listener(handover) if handover is not None
+                    else bind_unix(args.socket, args.socket_mode))
     except SocketInUse:
         print(f"pyxenstored: {args.socket}: another daemon is running and answers on this "
               "socket; stop it first, or choose another path with --socket", file=sys.stderr)
@@ -149,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pyxenstored: cannot listen on {args.socket}: {exc}", file=sys.stderr)
         return 1
     try:
-        trio.run(run, shell, listener, args, log_file)
+        trio.run(run, shell, listener, args, log_file, handover)
     finally:
         if shell.tracer:
             shell.tracer.close()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
+import socket
 
 from xenstore.daemon.config import Config
 from xenstore.daemon.core import Server
@@ -11,7 +15,11 @@ from xenstore.daemon.output import BACKLOG_MAX, BACKLOG_TOTAL
 from xenstore.daemon.quotas import DEFAULTS, FLAGS
 from xenstore.daemon.shell import Shell, ShellOptions
 from xenstore.daemon.trace import Tracer
+from xenstore.migration.adopt import Handover, live_server_from
 from xenstore.migration.restore import describe, server_from
+from xenstore.sockets import DEFAULT_RUNDIR
+
+log = logging.getLogger("xenstore.daemon")
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -32,18 +40,32 @@ def config_from(args: argparse.Namespace) -> Config:
     return config
 
 
-def build_server(args: argparse.Namespace) -> tuple[Server, str | None]:
-    """A fresh Server, or one restored from ``--restore FILE`` with a line saying what
-    it restored. A bad snapshot raises :class:`~xenstore.migration.StreamError` (a
+def state_dump_path() -> str:
+    """Where a live update leaves the state: ``$XENSTORED_RUNDIR/state_dump``."""
+    return os.path.join(os.environ.get("XENSTORED_RUNDIR") or DEFAULT_RUNDIR, "state_dump")
+
+
+def build_server(args: argparse.Namespace) -> tuple[Server, str | None, Handover | None]:
+    """A fresh Server, or one restored from ``--restore FILE`` or (``-U``) from a live
+    update's state dump, with a line saying what it restored and, for ``-U``, what to
+    take over. A bad stream raises :class:`~xenstore.migration.StreamError` (a
     ValueError naming the record and the offset), an unreadable one OSError."""
     config = config_from(args)
+    if getattr(args, "live_update", False):
+        dump = state_dump_path()
+        with open(dump, "rb") as file:
+            data = file.read()
+        server, handover = live_server_from(data, config)
+        with contextlib.suppress(OSError):
+            os.unlink(dump)  # as cxenstored does once it has read it
+        return server, f"{dump}: {handover.describe()}", handover
     restore = getattr(args, "restore", None)
     if not restore:
-        return Server(config), None
+        return Server(config), None, None
     with open(restore, "rb") as file:
         data = file.read()
     server, loaded = server_from(data, config)
-    return server, f"{restore}: {describe(loaded)}"
+    return server, f"{restore}: {describe(loaded)}", None
 
 
 def build_shell(args: argparse.Namespace, server: Server | None = None) -> Shell:
@@ -66,6 +88,32 @@ def build_shell(args: argparse.Namespace, server: Server | None = None) -> Shell
         ),
         tracer,
     )
+
+
+def inherited_listener(handover: Handover) -> socket.socket:
+    """The listening socket a live update handed over (OSError if there is none)."""
+    if handover.listener_fd < 0:
+        raise OSError("the live update handed over no listening socket")
+    sock = socket.socket(fileno=handover.listener_fd)
+    sock.setblocking(False)
+    return sock
+
+
+def adopt_connections(shell: Shell, handover: Handover | None) -> None:
+    """Serve the connections a live update handed over (once the shell serves)."""
+    for inherited in handover.connections if handover is not None else ():
+        try:
+            sock = socket.socket(fileno=inherited.fd)
+            sock.setblocking(False)
+        except OSError as exc:
+            log.warning("live update: connection %d (fd %d) is not a socket: %s; dropped",
+                        inherited.conn_id, inherited.fd, exc)
+            shell.carry_out(shell.server.disconnect(inherited.conn_id))
+            continue
+        if inherited.data_in:
+            log.warning("live update: connection %d: %d bytes of a request half received "
+                        "are dropped", inherited.conn_id, len(inherited.data_in))
+        shell.adopt_peer(sock, inherited.conn_id, inherited.data_out)
 
 
 def listen_restored(shell: Shell) -> None:

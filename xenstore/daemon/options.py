@@ -124,6 +124,10 @@ def parser() -> argparse.ArgumentParser:
                    help="start from a snapshot (Xen's migration stream, as CONTROL snapshot or "
                    "a cxenstored live update writes it): its tree, special perms and "
                    "domains; its connections are dropped")
+    p.add_argument("-U", "--live-update", action="store_true",
+                   help="take over from a daemon that live-updated into this one: restore "
+                   "$XENSTORED_RUNDIR/state_dump (default /var/run/xenstored/state_dump) and "
+                   "serve the listening socket and connections it handed over")
     return p
 
 

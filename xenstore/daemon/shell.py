@@ -159,10 +159,17 @@ class Shell:
         assert self._nursery is not None
         self._nursery.start_soon(self._connection, sock, domid)
 
-    async def _connection(self, sock: socket.socket, domid: int | None) -> None:
+    def adopt_peer(self, sock: socket.socket, conn_id: int, queued: bytes = b"") -> None:
+        """Serve a dom0 connection the server already has (``conn_id``: a live update's),
+        first writing ``queued``, the bytes it was owed."""
+        assert self._nursery is not None
+        self._nursery.start_soon(self._connection, sock, None, conn_id, queued)
+
+    async def _connection(self, sock: socket.socket, domid: int | None,
+                          conn_id: int | None = None, queued: bytes = b"") -> None:
         """A connection's task: whatever goes wrong in it ends that connection alone."""
         try:
-            await self._serve_peer(sock, domid)
+            await self._serve_peer(sock, domid, conn_id, queued)
         except Exception:
             side = "dom0" if domid is None else f"domain {domid}"
             log.exception("internal error serving a connection of %s; it is closed", side)
@@ -173,15 +180,20 @@ class Shell:
         self.domain_sockets.unlisten(domid)
         self.pacing.forget(domid)
 
-    async def _serve_peer(self, sock: socket.socket, domid: int | None = None) -> None:
+    async def _serve_peer(self, sock: socket.socket, domid: int | None = None,
+                          adopted: int | None = None, queued: bytes = b"") -> None:
         server = self.server
         if domid is not None and domid not in server.domains:
             sock.close()  # released between its accept and now: it is nobody
             return
-        conn_id = server.connect() if domid is None else server.connect(domid, privileged=False)
+        conn_id = (adopted if adopted is not None else server.connect() if domid is None
+                   else server.connect(domid, privileged=False))
         peer = Peer(conn_id, sock, domid)
         self.peers[conn_id] = peer
-        log.info("%s: connected", peer.who)
+        log.info("%s: %s", peer.who, "connected" if adopted is None else "adopted")
+        if queued:
+            self.output.post(peer, queued)
+            self.output.flush_dirty()
         if self.tracer:
             self.tracer.created(conn_id)
         monitor = self.monitor
