@@ -15,6 +15,7 @@ import trio
 
 from xenstore.daemon import assemble, logfile, options
 from xenstore.daemon.listeners import SocketInUse, bind_unix
+from xenstore.daemon.live_exec import state_dump_path
 from xenstore.daemon.logfile import ReopenableFileHandler
 from xenstore.daemon.shell import Shell
 from xenstore.daemon.supervision import supervised
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server, restored, handover = assemble.build_server(args)
         shell = assemble.build_shell(args, server)
     except StreamError as exc:
-        what = assemble.state_dump_path() if args.live_update else args.restore
+        what = state_dump_path() if args.live_update else args.restore
         print(f"pyxenstored: cannot restore {what}: {exc}", file=sys.stderr)
         return 4
     except ValueError as exc:

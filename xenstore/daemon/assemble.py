@@ -11,13 +11,13 @@ import socket
 from xenstore.daemon.config import Config
 from xenstore.daemon.core import Server
 from xenstore.daemon.effects import Listen
+from xenstore.daemon.live_exec import state_dump_path
 from xenstore.daemon.output import BACKLOG_MAX, BACKLOG_TOTAL
 from xenstore.daemon.quotas import DEFAULTS, FLAGS
 from xenstore.daemon.shell import Shell, ShellOptions
 from xenstore.daemon.trace import Tracer
 from xenstore.migration.adopt import Handover, live_server_from
 from xenstore.migration.restore import describe, server_from
-from xenstore.sockets import DEFAULT_RUNDIR
 
 log = logging.getLogger("xenstore.daemon")
 
@@ -38,11 +38,6 @@ def config_from(args: argparse.Namespace) -> Config:
             raise ValueError(f"-Q {quota}: unknown quota {name!r}")
         config.quotas[name] = int(value)
     return config
-
-
-def state_dump_path() -> str:
-    """Where a live update leaves the state: ``$XENSTORED_RUNDIR/state_dump``."""
-    return os.path.join(os.environ.get("XENSTORED_RUNDIR") or DEFAULT_RUNDIR, "state_dump")
 
 
 def build_server(args: argparse.Namespace) -> tuple[Server, str | None, Handover | None]:

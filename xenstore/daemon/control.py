@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from xenstore.daemon import invariants
 from xenstore.daemon.domains import parse_domid, parse_number
 from xenstore.daemon.effects import Log, Outbox, TraceFile, WriteReport, WriteSnapshot
+from xenstore.daemon.live_update import LiveUpdateOps
 from xenstore.daemon.quotas import LABELS
 from xenstore.daemon.replies import OK, newest_that_fit
 from xenstore.errors import EINVAL, EIO, ENOENT
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 HELP = (
     "check\t\n"
     "log\ton|off\n"
+    "live-update\t[-c <cmdline>] [-F] [-t <timeout>] <file>\n"
     "logfile\t<file>\n"
     "memreport\t[<file>]\n"
     "print\t<string>\n"
@@ -62,12 +64,15 @@ class ControlOps:
         self.quotas = quotas
         self.domains = domains
         self.explainer = explainer
+        self.live_update = LiveUpdateOps(state)
 
     def control(self, conn: Connection, tx: Transaction | None, payload: bytes,
                 out: Outbox) -> bytes:
         fields = split(payload)
         if not fields:
             raise EINVAL("CONTROL needs a command")
+        if fields[0] == b"live-update":  # a conversation: it needs the connection
+            return self.live_update.command(conn, fields[1:], out)
         command = self.control_commands().get(fields[0])
         if command is None:
             raise EINVAL(f"unknown CONTROL command {fields[0]!r}")

@@ -167,6 +167,7 @@ class Server:
 
     def disconnect(self, conn_id: int) -> list[Effect]:
         """Forget a connection: its transactions are aborted, its watches dropped."""
+        self.control.live_update.forget(conn_id)
         conn = self.state.connections.pop(conn_id, None)
         if conn is not None:
             self.transactions.abort_all(conn)

@@ -84,8 +84,17 @@ class WriteSnapshot(NamedTuple):
     data: bytes
 
 
+class ExecLiveUpdate(NamedTuple):
+    """CONTROL live-update -s: once the reply (OK) to ``conn_id`` is queued, write the
+    state dump and exec ``filename`` (``cmdline``: its arguments, None for ours)."""
+
+    conn_id: int
+    filename: str
+    cmdline: str | None
+
+
 Effect = (Send | Close | Log | Listen | Unlisten | DiscardOutput | TraceFile | DelayEvents
-          | WriteReport | WriteSnapshot)
+          | WriteReport | WriteSnapshot | ExecLiveUpdate)
 
 
 class Outbox:

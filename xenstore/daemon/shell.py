@@ -25,6 +25,7 @@ from xenstore.daemon.effects import (
     DelayEvents,
     DiscardOutput,
     Effect,
+    ExecLiveUpdate,
     Listen,
     Log,
     Send,
@@ -41,6 +42,7 @@ from xenstore.daemon.listeners import (
     identity,
     unlink_if_ours,
 )
+from xenstore.daemon.live_exec import hand_over
 from xenstore.daemon.monitor import Monitor
 from xenstore.daemon.output import FLUSH_AT, Output, Peer
 from xenstore.daemon.pacing import GuestPacing
@@ -48,7 +50,7 @@ from xenstore.daemon.shell_options import ShellOptions
 from xenstore.daemon.supervision import supervised
 from xenstore.daemon.trace import Tracer
 from xenstore.errors import ProtocolError
-from xenstore.protocol.codec import Framer, encode
+from xenstore.protocol.codec import HEADER, Framer, Packet, encode
 from xenstore.protocol.ops import OPS, Op
 
 __all__ = ["Shell", "ShellOptions", "bind_unix"]
@@ -81,6 +83,8 @@ class Shell:
         self.options = options
         self.tracer = tracer
         self.peers: dict[int, Peer] = {}
+        #: dom0's listening socket while it accepts (a live update hands it over).
+        self.listener: socket.socket | None = None
         #: Writing to the connections, and the bounds on what waits to be written.
         self.output = Output(options, self.peers)
         self._nursery: trio.Nursery | None = None
@@ -124,9 +128,11 @@ class Shell:
                 sock = current = bind_unix(path, mode)
                 ident[0] = identity(path)
                 log.warning("listening again on %s", path)
+            self.listener = sock
             try:
                 await accept_loop(sock, lambda peer: self.start_peer(peer, None))
             finally:
+                self.listener = None
                 close_listener(sock)
                 current = None
 
@@ -297,6 +303,7 @@ class Shell:
         time has come (:mod:`~xenstore.daemon.delayed`), never to be held again."""
         peers = self.peers
         holding = self.delayed.active and not late
+        update: ExecLiveUpdate | None = None
         for effect in effects:
             if type(effect) is Send:
                 if holding and effect.packet.op == Op.WATCH_EVENT:
@@ -332,6 +339,25 @@ class Shell:
             elif type(effect) is DelayEvents:
                 self.delayed.set_delay(effect.seconds)
                 holding = self.delayed.active and not late
+            elif type(effect) is ExecLiveUpdate:
+                update = effect  # once its OK is queued, after these effects
+        if update is not None:
+            self._live_update(update)
+
+    def _live_update(self, effect: ExecLiveUpdate) -> None:
+        """Hand over to the new binary; on failure, answer with the reason instead of OK."""
+        try:
+            problem = hand_over(effect, self.server.state, self.peers, self.listener)
+        except Exception:  # a bug must cost the update, not the daemon
+            log.exception("live update failed")
+            problem = "Error activating new binary."
+        peer = self.peers.get(effect.conn_id)
+        if peer is None or not peer.out:
+            return
+        op, req_id, tx_id, _ = HEADER.unpack_from(peer.out[-1])
+        answer = encode(Packet(op, req_id, tx_id, problem.encode() + b"\0"))
+        self.output.pending_bytes += len(answer) - len(peer.out[-1])
+        peer.out[-1] = answer
 
     def _deliver_late(self, events: list[Send]) -> None:
         self.carry_out(events, late=True)
