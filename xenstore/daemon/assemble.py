@@ -105,10 +105,7 @@ def adopt_connections(shell: Shell, handover: Handover | None) -> None:
                         inherited.conn_id, inherited.fd, exc)
             shell.carry_out(shell.server.disconnect(inherited.conn_id))
             continue
-        if inherited.data_in:
-            log.warning("live update: connection %d: %d bytes of a request half received "
-                        "are dropped", inherited.conn_id, len(inherited.data_in))
-        shell.adopt_peer(sock, inherited.conn_id, inherited.data_out)
+        shell.adopt_peer(sock, inherited.conn_id, inherited.data_out, inherited.data_in)
 
 
 def listen_restored(shell: Shell) -> None:

@@ -3,7 +3,8 @@
 :class:`~xenstore.daemon.effects.ExecLiveUpdate` comes once the core has queued
 the OK for ``xenstore-control``. :func:`hand_over` writes the migration stream
 (tree, perms, domains, dom0's socket connections with their descriptors,
-watches and unsent output, the OK among it) to ``$XENSTORED_RUNDIR/state_dump``
+watches, unsent output (the OK among it) and the bytes of a request partly
+received) to ``$XENSTORED_RUNDIR/state_dump``
 as cxenstored 4.17 reads it, keeps the listening socket and those connections
 open across the exec (blocking, as cxenstored makes its own) and execs the
 binary with ``-U``. It returns only on failure, with the reason, having put
@@ -46,10 +47,11 @@ def hand_over(effect: ExecLiveUpdate, state: ServerState, peers: Mapping[int, Pe
     fds = {conn_id: peer.sock.fileno() for conn_id, peer in live.items()}
     outputs = {conn_id: bytes(peer.backlog) + b"".join(peer.out)
                for conn_id, peer in live.items()}
+    inputs = {conn_id: peer.framer.held for conn_id, peer in live.items()}
     argv = exec_argv(effect.filename, effect.cmdline, sys.argv[1:])
     path = state_dump_path()
     data = stream.write(snapshot.dump(state, socket_fd=listener.fileno(), fds=fds,
-                                      outputs=outputs))
+                                      outputs=outputs, inputs=inputs))
     try:
         with open(path, "wb") as file:
             file.write(data)

@@ -27,6 +27,7 @@ import struct
 import trio
 
 from xenstore.daemon.shell_options import BACKLOG_MAX, BACKLOG_TOTAL, STALL_AT, ShellOptions
+from xenstore.protocol.codec import Framer
 
 log = logging.getLogger("xenstore.daemon")
 
@@ -53,8 +54,8 @@ class Peer:
     """The I/O side of one connection."""
 
     __slots__ = (
-        "backlog", "closing", "conn_id", "domid", "drained", "flushing", "head", "out", "scope",
-        "sock", "stalls",
+        "backlog", "closing", "conn_id", "domid", "drained", "flushing", "framer", "head", "out",
+        "scope", "sock", "stalls",
     )
 
     def __init__(self, conn_id: int, sock: socket.socket, domid: int | None = None) -> None:
@@ -76,6 +77,8 @@ class Peer:
         self.scope = trio.CancelScope()
         #: How often it was not read for its unread replies (for the log).
         self.stalls = 0
+        #: Cuts what it sends into requests (a live update hands on its partial one).
+        self.framer = Framer()
 
     @property
     def who(self) -> str:

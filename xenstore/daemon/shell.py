@@ -50,7 +50,7 @@ from xenstore.daemon.shell_options import ShellOptions
 from xenstore.daemon.supervision import supervised
 from xenstore.daemon.trace import Tracer
 from xenstore.errors import ProtocolError
-from xenstore.protocol.codec import HEADER, Framer, Packet, encode
+from xenstore.protocol.codec import HEADER, Packet, encode
 from xenstore.protocol.ops import OPS, Op
 
 __all__ = ["Shell", "ShellOptions", "bind_unix"]
@@ -165,17 +165,21 @@ class Shell:
         assert self._nursery is not None
         self._nursery.start_soon(self._connection, sock, domid)
 
-    def adopt_peer(self, sock: socket.socket, conn_id: int, queued: bytes = b"") -> None:
+    def adopt_peer(self, sock: socket.socket, conn_id: int, queued: bytes = b"",
+                   received: bytes = b"") -> None:
         """Serve a dom0 connection the server already has (``conn_id``: a live update's),
-        first writing ``queued``, the bytes it was owed."""
+        first writing ``queued``, the bytes it was owed, and reading ``received``, the
+        bytes of requests it had sent but that were not handled (the last maybe partial),
+        before anything more from the socket."""
         assert self._nursery is not None
-        self._nursery.start_soon(self._connection, sock, None, conn_id, queued)
+        self._nursery.start_soon(self._connection, sock, None, conn_id, queued, received)
 
     async def _connection(self, sock: socket.socket, domid: int | None,
-                          conn_id: int | None = None, queued: bytes = b"") -> None:
+                          conn_id: int | None = None, queued: bytes = b"",
+                          received: bytes = b"") -> None:
         """A connection's task: whatever goes wrong in it ends that connection alone."""
         try:
-            await self._serve_peer(sock, domid, conn_id, queued)
+            await self._serve_peer(sock, domid, conn_id, queued, received)
         except Exception:
             side = "dom0" if domid is None else f"domain {domid}"
             log.exception("internal error serving a connection of %s; it is closed", side)
@@ -187,7 +191,8 @@ class Shell:
         self.pacing.forget(domid)
 
     async def _serve_peer(self, sock: socket.socket, domid: int | None = None,
-                          adopted: int | None = None, queued: bytes = b"") -> None:
+                          adopted: int | None = None, queued: bytes = b"",
+                          received: bytes = b"") -> None:
         server = self.server
         if domid is not None and domid not in server.domains:
             sock.close()  # released between its accept and now: it is nobody
@@ -205,23 +210,26 @@ class Shell:
         monitor = self.monitor
         if monitor.active:
             monitor.connected(conn_id)
-        framer = Framer()
+        framer = peer.framer
         stall_at = self.options.stall_at
         try:
             with peer.scope:
                 while not peer.closing:
-                    if peer.backlog and (domid is not None or len(peer.backlog) >= stall_at):
+                    if received:  # a live update's, read before the socket
+                        data, received = received, b""
+                    elif peer.backlog and (domid is not None or len(peer.backlog) >= stall_at):
                         await self._stall(peer)
                         continue
-                    await trio.lowlevel.wait_readable(sock)
-                    try:
-                        data = sock.recv(RECV_SIZE)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        break
-                    if not data:
-                        break
+                    else:
+                        await trio.lowlevel.wait_readable(sock)
+                        try:
+                            data = sock.recv(RECV_SIZE)
+                        except (BlockingIOError, InterruptedError):
+                            continue
+                        except OSError:
+                            break
+                        if not data:
+                            break
                     try:
                         packets = framer.feed(data)
                     except ProtocolError as exc:

@@ -8,9 +8,12 @@ then registers each inherited socket connection with the server, with its
 watches, and says which descriptor belongs to which of our connections and what
 bytes it still had queued, so that the shell serves the same sockets.
 
+A connection's ``data_in`` (requests received but not handled, the last maybe
+partial) is read by the shell before anything more from its socket, so a request
+half received completes when the client sends the rest.
+
 Not carried yet: ring connections (dom0's is dropped; a guest's becomes an
-introduced domain without a live ring), and a request half received
-(``data_in``: logged and dropped by the caller).
+introduced domain without a live ring).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from xenstore.migration.stream import read_located
 
 @dataclass(frozen=True)
 class Inherited:
-    """A socket connection to go on serving: our ``conn_id``, its descriptor, its queues."""
+    """A socket connection to go on serving: our ``conn_id``, its descriptor, its queues
+    (``data_in`` to read before the socket, ``data_out`` to send first)."""
 
     conn_id: int
     fd: int
@@ -53,8 +57,11 @@ class Handover:
     watches: int = 0
 
     def describe(self) -> str:
+        sent = sum(len(c.data_out) for c in self.connections)
+        received = sum(len(c.data_in) for c in self.connections)
         return (f"live update: adopted {len(self.connections)} connection(s) with "
-                f"{self.watches} watch(es), listening socket fd {self.listener_fd}; "
+                f"{self.watches} watch(es), {sent} byte(s) to send, {received} byte(s) of "
+                f"requests received, listening socket fd {self.listener_fd}; "
                 f"{len(self.loaded.domains)} domain(s); skipped {self.loaded.skipped} record(s)")
 
 

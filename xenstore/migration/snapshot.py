@@ -64,10 +64,12 @@ def our_perms(entries: Sequence[NodePerm]) -> perms.Perms:
 
 def dump(state: ServerState, *, socket_fd: int = -1, evtchn_fd: int = -1,
          fds: Mapping[int, int] | None = None, dom0_evtchn: int = 0,
-         outputs: Mapping[int, bytes] | None = None) -> list[Record]:
+         outputs: Mapping[int, bytes] | None = None,
+         inputs: Mapping[int, bytes] | None = None) -> list[Record]:
     """The records of ``state``; ``fds`` gives socket connections' descriptor numbers
     (-1 for those it does not name: a snapshot's connections are not meant to live),
-    ``outputs`` the bytes each still has to be sent (a live update's)."""
+    ``outputs`` the bytes each still has to be sent and ``inputs`` those of a request
+    it has partly received (a live update's)."""
     records: list[Record] = [GlobalData(socket_fd, evtchn_fd),
                              RingConnection(DOM0_CONN_ID, 0, dom0_evtchn)]
     conn_of_domain: dict[int, int] = {0: DOM0_CONN_ID}
@@ -89,7 +91,8 @@ def dump(state: ServerState, *, socket_fd: int = -1, evtchn_fd: int = -1,
         if conn.domid != 0 and conn.domid in state.domains:
             continue
         fd = (fds or {}).get(conn_id, -1)
-        records.append(SocketConnection(next_id, fd, data_out=(outputs or {}).get(conn_id, b"")))
+        records.append(SocketConnection(next_id, fd, data_in=(inputs or {}).get(conn_id, b""),
+                                        data_out=(outputs or {}).get(conn_id, b"")))
         records.extend(WatchData(next_id, w.path, w.token) for w in _watches(state, conn_id))
         next_id += 1
     for name in (paths.RELEASE_DOMAIN, paths.INTRODUCE_DOMAIN):

@@ -97,6 +97,11 @@ class Framer:
         """Bytes received that do not yet make a whole packet."""
         return len(self._buf)
 
+    @property
+    def held(self) -> bytes:
+        """The bytes received that do not yet make a whole packet."""
+        return bytes(self._buf)
+
     def feed(self, data: bytes) -> list[Packet]:
         """Add received bytes; return every packet they complete, in order."""
         if self.broken:
