@@ -3,15 +3,19 @@ the requests they had partly sent kept."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import trio
 
 from tests.conftest import short_tempdir
-from xenstore.daemon.assemble import adopt_connections
+from xenstore.daemon import options
+from xenstore.daemon.assemble import adopt_connections, build_server
 from xenstore.daemon.core import Server
+from xenstore.daemon.effects import Send
 from xenstore.daemon.shell import Shell, ShellOptions
 from xenstore.migration import (
     GlobalData,
@@ -109,3 +113,28 @@ def test_the_framer_holds_a_partial_packet() -> None:
     assert framer.feed(request + request[:5]) == [Packet(Op.READ, 1, 0, b"/x\0")]
     assert framer.held == request[:5]
 
+
+def test_a_guests_ring_becomes_an_introduced_domain_without_a_ring(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "state_dump").write_bytes(write([
+        GlobalData(7, -1), RingConnection(1, 0, 3),
+        RingConnection(2, 5, 9, data_in=b"\x02\0", data_out=b"lost"), ROOT, DATA]))
+    monkeypatch.setenv("XENSTORED_RUNDIR", str(tmp_path))
+    with caplog.at_level(logging.WARNING, "xenstore.daemon"):
+        server, said, handover = build_server(options.parse(["-U"]))
+    assert handover is not None and handover.loaded.domains == [5]
+    assert "1 domain(s)" in (said or "")
+    assert [r.getMessage() for r in caplog.records if "ring" in r.getMessage()] == [
+        "live update: domain 5's shared ring is not carried over: the domain stays "
+        "introduced, without a live ring"]
+    dom0 = server.connect()
+    [reply] = server.handle(dom0, Packet(Op.IS_DOMAIN_INTRODUCED, 1, 0, b"5\0"))
+    assert reply.packet.payload == b"T\0"  # type: ignore[attr-defined]
+    server.handle(dom0, Packet(Op.WATCH, 2, 0, b"@releaseDomain\0rel\0"))
+    effects = server.handle(dom0, Packet(Op.RELEASE, 3, 0, b"5\0"))
+    sent = [e.packet for e in effects if isinstance(e, Send) and e.conn_id == dom0]
+    assert Packet(Op.RELEASE, 3, 0, b"OK\0") in sent
+    assert any(p.op == Op.WATCH_EVENT and p.payload.startswith(b"@releaseDomain")
+               for p in sent)
+    [reply] = server.handle(dom0, Packet(Op.IS_DOMAIN_INTRODUCED, 4, 0, b"5\0"))
+    assert reply.packet.payload == b"F\0"  # type: ignore[attr-defined]

@@ -53,6 +53,9 @@ def build_server(args: argparse.Namespace) -> tuple[Server, str | None, Handover
         server, handover = live_server_from(data, config)
         with contextlib.suppress(OSError):
             os.unlink(dump)  # as cxenstored does once it has read it
+        for domid in handover.loaded.domains:
+            log.warning("live update: domain %d's shared ring is not carried over: the "
+                        "domain stays introduced, without a live ring", domid)
         return server, f"{dump}: {handover.describe()}", handover
     restore = getattr(args, "restore", None)
     if not restore:
