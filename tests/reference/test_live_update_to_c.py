@@ -72,7 +72,11 @@ def test_ours_live_updates_into_cxenstored_and_back_and_into_ours(
     daemon = spawn(socket_path, ["-N"], stderr_path=str(directory / "stderr"), env=env)
     said = lambda: (directory / "stderr").read_text()  # noqa: E731
     try:
-        with Client(socket_path) as watcher, Client(socket_path) as writer:
+        with (Client(socket_path) as watcher, Client(socket_path) as writer,
+              Client(socket_path) as shallow):
+            # A watch with a depth: our WATCH_DEPTH record, which cxenstored skips.
+            shallow.watch("/tool", "skipped", 0)
+            assert shallow.read_watch(timeout=5) == ("/tool", "skipped")
             writer.write("/data/binary", b"\x00\xff\x01end")
             writer.write("/data/empty", b"")
             writer.set_perms("/data/binary", ["n0", "r3"])
@@ -110,13 +114,19 @@ def test_ours_live_updates_into_cxenstored_and_back_and_into_ours(
             with Client(socket_path) as fresh:
                 assert fresh.read("/data/new") == b"in C"
 
-            # Ours → ours, with our own arguments passed on (no -c).
+            # Ours → ours, with our own arguments passed on (no -c): depth is kept.
+            shallow.watch("/data", "shallow", 1)
+            assert shallow.read_watch(timeout=5) == ("/data", "shallow")
             done = _update(socket_path, str(to_ours))
             assert done.returncode == 0, done.stderr + said()
             assert daemon.process.poll() is None, said()
             assert {p: (writer.read(p), writer.get_perms(p)) for p in PATHS} == back
             writer.write("/data/again", b"")
             assert watcher.read_watch(timeout=5) == ("/data/again", "before")
+            assert shallow.read_watch(timeout=5) == ("/data/again", "shallow")
+            writer.write("/data/again/deep", b"below the depth")
+            writer.write("/data/near", b"")
+            assert shallow.read_watch(timeout=5) == ("/data/near", "shallow")
     finally:
         daemon.stop()
         shutil.rmtree(directory, ignore_errors=True)

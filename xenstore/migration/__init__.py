@@ -19,11 +19,12 @@ from xenstore.migration.records import (
     TransactionData,
     UnknownRecord,
     WatchData,
+    WatchDepthData,
 )
 from xenstore.migration.stream import read, read_located, write
 
 __all__ = [
     "DOMID_INVALID", "GlobalData", "NodeData", "NodePerm", "Record", "RingConnection",
     "SocketConnection", "StreamError", "TransactionData", "UnknownRecord", "WatchData",
-    "read", "read_located", "write",
+    "WatchDepthData", "read", "read_located", "write",
 ]

@@ -5,8 +5,9 @@ socket (GLOBAL_DATA's ``socket_fd``) and every socket connection
 (CONNECTION_DATA's ``socket_fd``) stay open across the exec. :func:`live_server_from`
 restores the tree, special perms and domains as :func:`~.restore.server_from` does,
 then registers each inherited socket connection with the server, with its
-watches, and says which descriptor belongs to which of our connections and what
-bytes it still had queued, so that the shell serves the same sockets.
+watches (and their depths, from our own WATCH_DEPTH records), and says which
+descriptor belongs to which of our connections and what bytes it still had
+queued, so that the shell serves the same sockets.
 
 A connection's ``data_in`` (requests received but not handled, the last maybe
 partial) is read by the shell before anything more from its socket, so a request
@@ -30,6 +31,7 @@ from xenstore.migration.records import (
     SocketConnection,
     StreamError,
     WatchData,
+    WatchDepthData,
 )
 from xenstore.migration.snapshot import Loaded, load
 from xenstore.migration.stream import read_located
@@ -75,6 +77,8 @@ def live_server_from(data: bytes, config: Config | None = None) -> tuple[Server,
     server = Server(config)
     handover = Handover(load(located, server.state))
     ours: dict[int, int] = {}
+    depths = {(r.conn_id, r.path, r.token): r.depth for _, r in located
+              if isinstance(r, WatchDepthData)}
     path_max = server.quotas.limit(0, "path-max")
     for index, (offset, record) in enumerate(located):
         if isinstance(record, GlobalData):
@@ -89,7 +93,8 @@ def live_server_from(data: bytes, config: Config | None = None) -> tuple[Server,
             try:
                 wpath = paths.canonical_watch(raw, 0, path_max)
                 relative_to = None if raw[:1] in ("/", "@") else paths.home(0) + "/"
-                server.watches.add(ours[record.conn_id], wpath, record.token, None,
+                server.watches.add(ours[record.conn_id], wpath, record.token,
+                                   depths.get((record.conn_id, record.path, record.token)),
                                    relative_to)
             except XenStoreError as exc:
                 raise StreamError(f"watch {raw!r}: {exc}", offset, index, WATCH) from None

@@ -21,6 +21,11 @@ TYPE_NAMES = {
     END: "END", GLOBAL: "GLOBAL_DATA", CONN: "CONNECTION_DATA", WATCH: "WATCH_DATA",
     TRANSACTION: "TRANSACTION_DATA", NODE: "NODE_DATA",
 }
+#: Our own record (not Xen's): a watch's depth, which WATCH_DATA cannot hold. Xen
+#: assigns types upwards from 0 and cxenstored 4.17 skips a type it does not know,
+#: so a private type with the top bit set is safe to write to either daemon.
+WATCH_DEPTH = 0x80000001
+TYPE_NAMES[WATCH_DEPTH] = "WATCH_DEPTH (ours)"
 CONN_RING, CONN_SOCKET = 0, 1
 #: tdomid of a ring connection that has no target.
 DOMID_INVALID = 0x7FF4
@@ -100,6 +105,16 @@ class WatchData:
 
 
 @dataclass(frozen=True, slots=True)
+class WatchDepthData:
+    """Ours: the depth of the watch of ``conn_id`` on ``path`` with ``token``."""
+
+    conn_id: int
+    path: bytes
+    token: bytes
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
 class TransactionData:
     """An open transaction (cxenstored 4.17 writes none and skips them)."""
 
@@ -136,5 +151,5 @@ class UnknownRecord:
     body: bytes
 
 
-Record = (GlobalData | RingConnection | SocketConnection | WatchData | TransactionData
-          | NodeData | UnknownRecord)
+Record = (GlobalData | RingConnection | SocketConnection | WatchData | WatchDepthData
+          | TransactionData | NodeData | UnknownRecord)

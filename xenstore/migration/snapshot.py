@@ -27,6 +27,7 @@ from xenstore.migration.records import (
     NODE,
     TRANSACTION,
     WATCH,
+    WATCH_DEPTH,
     GlobalData,
     NodeData,
     NodePerm,
@@ -37,6 +38,7 @@ from xenstore.migration.records import (
     TransactionData,
     UnknownRecord,
     WatchData,
+    WatchDepthData,
 )
 from xenstore.perms import DOMID_FIRST_RESERVED, Perm
 from xenstore.protocol.ops import ABS_PATH_MAX
@@ -46,7 +48,8 @@ _ACCESS = {letter: bits for bits, letter in _LETTER.items()}
 #: The stream's conn_id of domain 0's ring.
 DOM0_CONN_ID = 1
 _TYPE_OF: dict[type, int] = {GlobalData: GLOBAL, RingConnection: CONN, SocketConnection: CONN,
-                             WatchData: WATCH, TransactionData: TRANSACTION, NodeData: NODE}
+                             WatchData: WATCH, WatchDepthData: WATCH_DEPTH,
+                             TransactionData: TRANSACTION, NodeData: NODE}
 #: Makes the error for the record being loaded.
 _Fail = Callable[[str], StreamError]
 
@@ -93,7 +96,11 @@ def dump(state: ServerState, *, socket_fd: int = -1, evtchn_fd: int = -1,
         fd = (fds or {}).get(conn_id, -1)
         records.append(SocketConnection(next_id, fd, data_in=(inputs or {}).get(conn_id, b""),
                                         data_out=(outputs or {}).get(conn_id, b"")))
-        records.extend(WatchData(next_id, w.path, w.token) for w in _watches(state, conn_id))
+        for watch, depth in zip(_watches(state, conn_id), _depths(state, conn_id),
+                                strict=True):
+            records.append(WatchData(next_id, watch.path, watch.token))
+            if depth is not None:  # ours only: cxenstored skips the record
+                records.append(WatchDepthData(next_id, watch.path, watch.token, depth))
         next_id += 1
     for name in (paths.RELEASE_DOMAIN, paths.INTRODUCE_DOMAIN):
         records.append(NodeData(name.encode(), b"", stream_perms(state.special_perms[name])))
@@ -110,6 +117,11 @@ def _watches(state: ServerState, conn_id: int) -> list[WatchData]:
                             key=lambda w: w.seq)]
 
 
+def _depths(state: ServerState, conn_id: int) -> list[int | None]:
+    return [w.depth for w in sorted(state.watches.by_conn.get(conn_id, {}).values(),
+                                    key=lambda w: w.seq)]
+
+
 @dataclass
 class Loaded:
     """What :func:`load` did besides the tree."""
@@ -117,7 +129,8 @@ class Loaded:
     domains: list[int] = field(default_factory=list)
     dropped_connections: int = 0
     dropped_watches: int = 0
-    #: Records it skipped: transactions, a transaction's nodes, unknown types.
+    #: Records it skipped: transactions, a transaction's nodes, watch depths (a
+    #: restore drops the watches), unknown types.
     skipped: int = 0
 
 
@@ -161,7 +174,7 @@ def load(located: Sequence[tuple[int, Record]], state: ServerState) -> Loaded:
                 continue
             _load_node(record, state, fail)
         else:
-            assert isinstance(record, TransactionData | UnknownRecord)
+            assert isinstance(record, TransactionData | WatchDepthData | UnknownRecord)
             loaded.skipped += 1
     if not seen_global:
         raise StreamError("no GLOBAL_DATA record", located[-1][0] if located else 16)

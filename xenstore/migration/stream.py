@@ -26,6 +26,7 @@ from xenstore.migration.records import (
     TRANSACTION,
     VERSION,
     WATCH,
+    WATCH_DEPTH,
     GlobalData,
     NodeData,
     NodePerm,
@@ -36,6 +37,7 @@ from xenstore.migration.records import (
     TransactionData,
     UnknownRecord,
     WatchData,
+    WatchDepthData,
 )
 
 _PREAMBLE = struct.Struct(">8sI")  # ident, version (big endian); the flags follow
@@ -46,6 +48,7 @@ _CONN = struct.Struct("<IHH8sHHI")
 _RING = struct.Struct("<HHI")
 _SOCKET = struct.Struct("<i4x")
 _WATCH = struct.Struct("<IHH")
+_WATCH_DEPTH = struct.Struct("<IIHH")
 _TRANSACTION = struct.Struct("<II")
 _NODE = struct.Struct("<IIHHHH")
 _PERM = struct.Struct("<BBH")
@@ -116,6 +119,14 @@ def _watch(body: bytes) -> tuple[Record, int]:
     return WatchData(conn_id, path, token), _WATCH.size + path_len + token_len
 
 
+def _watch_depth(body: bytes) -> tuple[Record, int]:
+    conn_id, depth, path_len, token_len = _WATCH_DEPTH.unpack_from(body)
+    path = _string(body, _WATCH_DEPTH.size, path_len, "path")
+    token = _string(body, _WATCH_DEPTH.size + path_len, token_len, "token")
+    return (WatchDepthData(conn_id, path, token, depth),
+            _WATCH_DEPTH.size + path_len + token_len)
+
+
 def _transaction(body: bytes) -> tuple[Record, int]:
     conn_id, tx_id = _TRANSACTION.unpack_from(body)
     return TransactionData(conn_id, tx_id), _TRANSACTION.size
@@ -144,7 +155,7 @@ def _node(body: bytes) -> tuple[Record, int]:
 
 
 _PARSERS = {GLOBAL: _global, CONN: _connection, WATCH: _watch, TRANSACTION: _transaction,
-            NODE: _node}
+            NODE: _node, WATCH_DEPTH: _watch_depth}
 
 
 def read_located(data: bytes) -> list[tuple[int, Record]]:
@@ -236,6 +247,10 @@ def _encode(record: Record) -> bytes:
     if isinstance(record, WatchData):
         path, token = _c_string(record.path), _c_string(record.token)
         return _padded(WATCH, _WATCH.pack(record.conn_id, len(path), len(token)) + path + token)
+    if isinstance(record, WatchDepthData):
+        path, token = _c_string(record.path), _c_string(record.token)
+        return _padded(WATCH_DEPTH, _WATCH_DEPTH.pack(record.conn_id, record.depth, len(path),
+                                                      len(token)) + path + token)
     if isinstance(record, TransactionData):
         return _padded(TRANSACTION, _TRANSACTION.pack(record.conn_id, record.tx_id))
     if isinstance(record, NodeData):
