@@ -72,6 +72,16 @@ def our_daemon() -> Iterator[OurDaemon]:
         daemon.stop()
 
 
+@pytest.fixture
+def daemon() -> Iterator[OurDaemon]:
+    """Our daemon serving guests too: a socket for each domain, in its own directory."""
+    started = OurDaemon("--domain-dir", None)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
 def reference_daemon(kind: str) -> Iterator[launcher.ReferenceDaemon]:
     """Start a reference daemon (``c`` or ``o``) for the duration of the iteration."""
     try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -41,14 +40,6 @@ def seeds() -> list[int]:
         chosen.extend(range(int(first), int(last or first) + 1))
     return chosen
 
-
-@pytest.fixture
-def daemon() -> Iterator[OurDaemon]:
-    started = OurDaemon("--domain-dir", None)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def holdings(daemon: OurDaemon) -> dict[str, int | set[str]]:

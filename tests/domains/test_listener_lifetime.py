@@ -11,23 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterator
-
-import pytest
 
 from tests.conftest import OurDaemon
 from xenstore.client import Client
 from xenstore.protocol.codec import Framer, Packet, encode, join
 from xenstore.protocol.ops import Op
-
-
-@pytest.fixture
-def daemon() -> Iterator[OurDaemon]:
-    started = OurDaemon("--domain-dir", None)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def pipelined(socket_path: str, requests: list[tuple[Op, str]]) -> list[Packet]:

@@ -118,14 +118,6 @@ class HostProcess:
                 self.process.wait()
 
 
-@pytest.fixture
-def daemon() -> Iterator[OurDaemon]:
-    started = OurDaemon("--domain-dir", None)
-    try:
-        yield started
-    finally:
-        started.stop()
-
 
 @pytest.fixture
 def hosts_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:

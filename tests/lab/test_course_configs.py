@@ -5,7 +5,7 @@ lists work as xl's; a bad config gets xl's message, never a traceback."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,6 @@ from xenstore.xenbus import DeviceAddress, XenbusState
 S = XenbusState
 DEADLINE = 30
 
-
-@pytest.fixture
-def daemon() -> Iterator[OurDaemon]:
-    started = OurDaemon("--domain-dir", None)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture

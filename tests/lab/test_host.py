@@ -3,7 +3,7 @@ its console, follows the toolstack, and goes as xl's monitor says."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +20,6 @@ from xenstore.xenbus.specs import DiskSpec, DomainSpec, NicSpec
 S = XenbusState
 DEADLINE = 20
 
-
-@pytest.fixture
-def daemon() -> Iterator[OurDaemon]:
-    started = OurDaemon("--domain-dir", None)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -39,14 +39,6 @@ NIC = NicSpec(mac="00:16:3e:00:00:05")
 CONSOLE = ConsoleSpec()
 XENSTORE_LS = "/usr/bin/xenstore-ls"
 
-
-@pytest.fixture
-def daemon() -> Iterator[OurDaemon]:
-    daemon = OurDaemon("--domain-dir", None)  # None: the daemon's own directory
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
 
 
 @asynccontextmanager
