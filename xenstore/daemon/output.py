@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+from collections.abc import Callable
 
 import trio
 
@@ -54,13 +55,15 @@ class Peer:
     """The I/O side of one connection."""
 
     __slots__ = (
-        "backlog", "closing", "conn_id", "domid", "drained", "flushing", "framer", "head", "out",
-        "scope", "sock", "stalls",
+        "backlog", "closing", "conn_id", "domid", "drained", "ended", "fd", "flushing", "framer",
+        "head", "out", "parked", "scope", "sock", "stalls",
     )
 
     def __init__(self, conn_id: int, sock: socket.socket, domid: int | None = None) -> None:
         self.conn_id = conn_id
         self.sock = sock
+        #: Its descriptor, kept: the hot loop knows it by this, also after a close.
+        self.fd = sock.fileno()
         #: The guest domain behind a domain socket; None for the dom0 socket.
         self.domid = domid
         self.drained = trio.Event()
@@ -74,6 +77,11 @@ class Peer:
         self.head = 0
         self.flushing = False
         self.closing = False
+        #: Served by a task of its own while it must wait (not by the hot loop).
+        self.parked = False
+        #: Disconnected from the server and its socket closed.
+        self.ended = False
+        #: Cancels its own task's wait, when it has one.
         self.scope = trio.CancelScope()
         #: How often it was not read for its unread replies (for the log).
         self.stalls = 0
@@ -101,6 +109,8 @@ class Output:
         self.options = options
         self.peers = peers
         self.nursery: trio.Nursery | None = None
+        #: Told of each connection as it is released (the shell ends it then).
+        self.released: Callable[[Peer], None] = lambda peer: None
         #: Connections given output while the current read is answered.
         self._dirty: list[Peer] = []
         #: Bytes in every connection's ``out``, made since the last flush.
@@ -235,6 +245,7 @@ class Output:
             peer.closing = True
             peer.scope.cancel()
             peer.drained.set()
+            self.released(peer)
         self.backlog_bytes -= len(peer.backlog)
         peer.backlog = bytearray()
         peer.head = 0

@@ -1,39 +1,35 @@
 """The trio shell: sockets in, the core's effects out. Only I/O lives here.
 
-One task per connection waits for its socket to become readable, reads what
-is there, runs *every* complete packet through the core, and writes the
-replies (and whatever else the core asked for) in place with a non-blocking
-``send``: a trio wake-up costs far more than a message, so a burst of pipelined
-requests is answered with one write. Only bytes the kernel will not take wait
-in a per-connection backlog, drained by a flusher task when the socket is
-writable again (`xenstore.daemon.output`, which also bounds it).
+One task, the hot loop (:mod:`~xenstore.daemon.hotloop`), waits for every
+connection's socket and serves each ready one per wake-up: it reads what is
+there, runs *every* complete packet through the core, and once the round is
+done writes the replies (and whatever else the core asked for) in place with a
+non-blocking ``send``. A trio wake-up costs far more than a message, so the
+loop blocks in its own epoll while trio has nothing else to do, and a burst of
+pipelined requests, or of requests from many clients, is answered with one write
+each. Only bytes the kernel will not take wait in a per-connection backlog,
+drained by a writer task when the socket is writable again
+(`xenstore.daemon.output`, which also bounds it).
+
+A connection that must wait (stalled until it reads its replies, a guest held by
+its write rate) leaves the hot loop for a task of its own, which answers the
+rest of its read when it may and then gives it back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
+from xenstore.daemon.carry import Effects
 from xenstore.daemon.core import Server
-from xenstore.daemon.delayed import DelayedEvents
 from xenstore.daemon.effects import (
-    Close,
-    DelayEvents,
-    DiscardOutput,
     Effect,
-    ExecLiveUpdate,
-    Listen,
-    Log,
-    Send,
-    TraceFile,
-    Unlisten,
-    WriteReport,
-    WriteSnapshot,
 )
+from xenstore.daemon.hotloop import HotLoop
 from xenstore.daemon.listeners import (
     DomainSockets,
     accept_loop,
@@ -42,7 +38,6 @@ from xenstore.daemon.listeners import (
     identity,
     unlink_if_ours,
 )
-from xenstore.daemon.live_exec import hand_over
 from xenstore.daemon.monitor import Monitor
 from xenstore.daemon.output import FLUSH_AT, Output, Peer
 from xenstore.daemon.pacing import GuestPacing
@@ -50,14 +45,17 @@ from xenstore.daemon.shell_options import ShellOptions
 from xenstore.daemon.supervision import supervised
 from xenstore.daemon.trace import Tracer
 from xenstore.errors import ProtocolError
-from xenstore.protocol.codec import HEADER, Packet, encode
-from xenstore.protocol.ops import OPS, Op
+from xenstore.protocol.codec import Packet
+from xenstore.protocol.ops import OPS
 
 __all__ = ["Shell", "ShellOptions", "bind_unix"]
 
 log = logging.getLogger("xenstore.daemon")
 
 RECV_SIZE = 65536
+
+#: A parked connection's wait: until its unread output has drained.
+STALL = -1.0
 
 
 def count_tasks() -> int:
@@ -81,7 +79,6 @@ class Shell:
     def __init__(self, server: Server, options: ShellOptions, tracer: Tracer | None = None):
         self.server = server
         self.options = options
-        self.tracer = tracer
         self.peers: dict[int, Peer] = {}
         #: dom0's listening socket while it accepts (a live update hands it over).
         self.listener: socket.socket | None = None
@@ -94,11 +91,20 @@ class Shell:
             self.start_peer, lambda domid: domid in server.domains,
         )
         self.pacing = GuestPacing(options.write_rate, options.write_burst)
-        #: Watch events held back by CONTROL fault event-delay (a test daemon's).
-        self.delayed = DelayedEvents(self._deliver_late)
+        #: Carries out what the core asks (holds the trace file and the held events).
+        self.effects = Effects(server, self.output, self.peers, self.domain_sockets,
+                               self.pacing, tracer, lambda: self.listener)
+        self.delayed = self.effects.delayed
         #: Who changed what, for those connected to ``--monitor`` (none: no cost).
         self.monitor = Monitor(server, options.monitor_path, every_request=options.monitor_all)
         server.reporters.append(self.report)
+        #: Serves every connection that need not wait, in one task.
+        self.hot = HotLoop(self._serve_fd, self._settle, in_place=options.in_place)
+        self._by_fd: dict[int, Peer] = {}
+        #: Connections closed since the last round, to be ended by the next.
+        self._ending: list[Peer] = []
+        self._stopping = False
+        self.output.released = self._released
 
     @property
     def backlog_bytes(self) -> int:
@@ -142,9 +148,14 @@ class Shell:
                 self.output.nursery = nursery
                 if self.monitor.bind():
                     nursery.start_soon(self.monitor.serve)
+                nursery.start_soon(supervised, "the connections' hot loop", self.hot.run)
                 task_status.started()
                 await supervised("the accept loop of dom0's socket", accept)
         finally:
+            self._stopping = True
+            for peer in list(self.peers.values()):
+                self._end(peer)
+            self.hot.close()
             if current is not None:
                 close_listener(current)
             unlink_if_ours(path, ident[0])
@@ -154,6 +165,7 @@ class Shell:
         """What the shell holds, for CONTROL memreport (a leak shows up here)."""
         return [
             f"tasks: {count_tasks()}",
+            f"connections served in place: {self.hot.count}",
             f"sockets of domains: {len(self.domain_sockets.open)}",
             f"unsent bytes: {self.backlog_bytes}",
             f"delayed watch events: {len(self.delayed)}",
@@ -162,8 +174,7 @@ class Shell:
 
     def start_peer(self, sock: socket.socket, domid: int | None) -> None:
         """Serve a connection just accepted: dom0's (domid None) or a guest's."""
-        assert self._nursery is not None
-        self._nursery.start_soon(self._connection, sock, domid)
+        self._attach(sock, domid)
 
     def adopt_peer(self, sock: socket.socket, conn_id: int, queued: bytes = b"",
                    received: bytes = b"") -> None:
@@ -171,28 +182,10 @@ class Shell:
         first writing ``queued``, the bytes it was owed, and reading ``received``, the
         bytes of requests it had sent but that were not handled (the last maybe partial),
         before anything more from the socket."""
-        assert self._nursery is not None
-        self._nursery.start_soon(self._connection, sock, None, conn_id, queued, received)
+        self._attach(sock, None, conn_id, queued, received)
 
-    async def _connection(self, sock: socket.socket, domid: int | None,
-                          conn_id: int | None = None, queued: bytes = b"",
-                          received: bytes = b"") -> None:
-        """A connection's task: whatever goes wrong in it ends that connection alone."""
-        try:
-            await self._serve_peer(sock, domid, conn_id, queued, received)
-        except Exception:
-            side = "dom0" if domid is None else f"domain {domid}"
-            log.exception("internal error serving a connection of %s; it is closed", side)
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def _unlisten(self, domid: int) -> None:
-        self.domain_sockets.unlisten(domid)
-        self.pacing.forget(domid)
-
-    async def _serve_peer(self, sock: socket.socket, domid: int | None = None,
-                          adopted: int | None = None, queued: bytes = b"",
-                          received: bytes = b"") -> None:
+    def _attach(self, sock: socket.socket, domid: int | None, adopted: int | None = None,
+                queued: bytes = b"", received: bytes = b"") -> None:
         server = self.server
         if domid is not None and domid not in server.domains:
             sock.close()  # released between its accept and now: it is nobody
@@ -201,79 +194,175 @@ class Shell:
                    else server.connect(domid, privileged=False))
         peer = Peer(conn_id, sock, domid)
         self.peers[conn_id] = peer
+        self._by_fd[peer.fd] = peer
+        self.hot.add(peer.fd)
         log.info("%s: %s", peer.who, "connected" if adopted is None else "adopted")
         if queued:
             self.output.post(peer, queued)
-            self.output.flush_dirty()
         if self.tracer:
             self.tracer.created(conn_id)
-        monitor = self.monitor
-        if monitor.active:
-            monitor.connected(conn_id)
-        framer = peer.framer
-        stall_at = self.options.stall_at
+        if self.monitor.active:
+            self.monitor.connected(conn_id)
+        if received:  # a live update's, read before the socket
+            self._guarded(peer, self._take, received)
+        self._settle()
+
+    # -- serving: the hot loop's part, in place ----------------------------------
+
+    def _serve_fd(self, fd: int) -> None:
+        """The hot loop found ``fd`` readable: read it once, answer what came."""
+        peer = self._by_fd.get(fd)
+        if peer is not None and not peer.closing and not peer.parked:
+            self._guarded(peer, self._read)
+
+    def _guarded(self, peer: Peer, step: Callable[..., None], *args: bytes) -> None:
+        """Whatever goes wrong serving a connection ends that connection alone."""
+        try:
+            step(peer, *args)
+        except Exception:
+            log.exception("internal error serving %s; it is closed", peer.who)
+            self.output.close_peer(peer.conn_id, "internal error")
+
+    def _read(self, peer: Peer) -> None:
+        if self._stalled(peer):
+            self._park(peer, (), 0, STALL)
+            return
+        try:
+            data = peer.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.output.release(peer)  # it hung up
+            return
+        self._take(peer, data)
+
+    def _take(self, peer: Peer, data: bytes) -> None:
+        try:
+            packets = peer.framer.feed(data)
+        except ProtocolError as exc:
+            log.warning("%s: %s; closing it", peer.who, exc)
+            self.output.release(peer)
+            return
+        wait = self._requests(peer, packets, 0)
+        if wait is not None:
+            self._park(peer, packets, *wait)
+        elif peer.framer.broken and not peer.closing:
+            log.warning("%s: oversized payload length; closing it", peer.who)
+            self.output.flush_dirty()  # the answers to what came before it still go
+            self.output.release(peer)
+
+    def _requests(self, peer: Peer, packets: Sequence[Packet], start: int,
+                  paced: bool = False) -> tuple[int, float] | None:
+        """Answer ``packets[start:]`` in order; (index, wait) if one must wait first
+        (:data:`STALL`: until its output drains; else seconds). ``paced``: the first
+        has had its wait already."""
+        server, output, monitor = self.server, self.output, self.monitor
+        conn_id, domid = peer.conn_id, peer.domid
+        for index in range(start, len(packets)):
+            packet = packets[index]
+            if output.pending_bytes >= FLUSH_AT:
+                output.flush_dirty()
+                if self._stalled(peer):
+                    return index, STALL
+            if domid is not None and not (paced and index == start):
+                wait = self._pace(peer, domid, packet.op, index + 1)
+                if wait:
+                    return index, wait
+            if peer.closing:
+                return None
+            if self.tracer:
+                self.tracer.message("IN", conn_id, packet)
+            try:
+                effects = (monitor.handle(conn_id, packet) if monitor.active
+                           else server.handle(conn_id, packet))
+            except Exception:  # the core answers its own bugs with EIO...
+                log.exception("%s: internal error around %r", peer.who, packet)
+                output.close_peer(conn_id, "internal error")  # ...but not these
+                return None
+            self.carry_out(effects)
+        return None
+
+    def _stalled(self, peer: Peer) -> bool:
+        """Whether ``peer`` must not be read until it has read what it was sent."""
+        backlog = peer.backlog
+        return bool(backlog) and (peer.domid is not None
+                                  or len(backlog) >= self.options.stall_at)
+
+    def _pace(self, peer: Peer, domid: int, op: int, count: int) -> float:
+        """How a guest's ``count``-th request of a read must wait (0: not at all): while
+        it has too many unread replies, or its domain's write rate does not allow a write
+        (cxenstored's "outstanding" quota and its write rate limit)."""
+        outstanding = self.server.quota(domid, "outstanding")
+        if outstanding and count % outstanding == 0:
+            self.output.flush_dirty()
+            if peer.backlog:
+                return STALL
+        spec = OPS.get(op)
+        if spec is not None and spec.writes:
+            wait = self.pacing.write_wait(domid, trio.current_time())
+            if wait > 0:
+                self.output.flush_dirty()  # answer what came before it first
+                return wait
+        return 0.0
+
+    def _settle(self) -> None:
+        """After a round: write what it produced, end the connections it closed."""
+        self.output.flush_dirty()
+        while self._ending:
+            ending, self._ending = self._ending, []
+            for peer in ending:
+                self._end(peer)
+
+    def _released(self, peer: Peer) -> None:
+        if not peer.parked:  # a parked one's own task ends it
+            self._ending.append(peer)
+            if not self.hot.in_round:
+                self.hot.ring()
+
+    # -- serving: what must wait, in a task of its own ----------------------------
+
+    def _park(self, peer: Peer, packets: Sequence[Packet], index: int, wait: float) -> None:
+        """Take ``peer`` out of the hot loop until it may be served again; its task
+        answers ``packets[index:]`` first."""
+        assert self._nursery is not None
+        peer.parked = True
+        peer.scope = trio.CancelScope()  # one per task: a scope serves one 'with'
+        self.hot.discard(peer.fd)
+        self._nursery.start_soon(self._parked, peer, packets, index, wait)
+
+    async def _parked(self, peer: Peer, packets: Sequence[Packet], index: int,
+                      wait: float) -> None:
         try:
             with peer.scope:
                 while not peer.closing:
-                    if received:  # a live update's, read before the socket
-                        data, received = received, b""
-                    elif peer.backlog and (domid is not None or len(peer.backlog) >= stall_at):
+                    if wait == STALL:
                         await self._stall(peer)
-                        continue
                     else:
-                        await trio.lowlevel.wait_readable(sock)
-                        try:
-                            data = sock.recv(RECV_SIZE)
-                        except (BlockingIOError, InterruptedError):
-                            continue
-                        except OSError:
-                            break
-                        if not data:
-                            break
-                    try:
-                        packets = framer.feed(data)
-                    except ProtocolError as exc:
-                        log.warning("%s: %s; closing it", peer.who, exc)
+                        await trio.sleep(wait)
+                    if peer.closing:
                         break
-                    for count, packet in enumerate(packets, 1):
-                        if self.output.pending_bytes >= FLUSH_AT:
-                            self.output.flush_dirty()
-                            if peer.backlog and (domid is not None
-                                                 or len(peer.backlog) >= stall_at):
-                                await self._stall(peer)
-                        if domid is not None:
-                            await self._pace_guest(peer, domid, packet.op, count)
-                        if peer.closing:
-                            break
-                        if self.tracer:
-                            self.tracer.message("IN", conn_id, packet)
-                        try:
-                            effects = (monitor.handle(conn_id, packet) if monitor.active
-                                       else server.handle(conn_id, packet))
-                        except Exception:  # the core answers its own bugs with EIO...
-                            log.exception("%s: internal error around %r", peer.who, packet)
-                            self.output.close_peer(conn_id, "internal error")  # ...but not these
-                            break
-                        self.carry_out(effects)
+                    more = self._requests(peer, packets, index, paced=wait != STALL)
                     self.output.flush_dirty()
-                    if framer.broken:
-                        log.warning("%s: oversized payload length; closing it", peer.who)
+                    if more is not None:
+                        index, wait = more
+                    elif self._stalled(peer):
+                        packets, index, wait = (), 0, STALL
+                    else:
                         break
+                if peer.framer.broken and not peer.closing:
+                    log.warning("%s: oversized payload length; closing it", peer.who)
+                    self.output.release(peer)
+        except Exception:
+            log.exception("internal error serving %s; it is closed", peer.who)
+            self.output.close_peer(peer.conn_id, "internal error")
         finally:
-            del self.peers[conn_id]
-            self.output.release(peer)
-            try:
-                self.carry_out(server.disconnect(conn_id))
-            except Exception:  # the daemon must outlive a bug in one clean-up
-                log.exception("%s: internal error while disconnecting it", peer.who)
-            self.output.flush_dirty()
-            if monitor.active:
-                monitor.disconnected(conn_id, domid or 0)
-            if self.tracer:
-                self.tracer.destroyed(conn_id)
-            trio.lowlevel.notify_closing(sock)
-            sock.close()
-            log.info("%s: disconnected", peer.who)
+            peer.parked = False
+            if peer.closing:
+                self._end(peer)
+            elif not self._stopping:
+                self.hot.add(peer.fd)
 
     async def _stall(self, peer: Peer) -> None:
         """Hear no more from ``peer`` until it has read what it was sent."""
@@ -284,107 +373,35 @@ class Shell:
         while peer.backlog and not peer.closing:
             await peer.drained.wait()
 
-    async def _pace_guest(self, peer: Peer, domid: int, op: int, count: int) -> None:
-        """Hold a guest's next request while it has too many unread replies, or while
-        its domain's write rate does not allow a write (cxenstored's "outstanding"
-        quota and its write rate limit)."""
-        outstanding = self.server.quota(domid, "outstanding")
-        if outstanding and count % outstanding == 0:
-            self.output.flush_dirty()
-            if peer.backlog:
-                await self._stall(peer)
-        spec = OPS.get(op)
-        if spec is not None and spec.writes:
-            await self._take_write_token(peer, domid)
+    def _end(self, peer: Peer) -> None:
+        """Disconnect ``peer`` from the server and close its socket (once)."""
+        if peer.ended:
+            return
+        peer.ended = True
+        if not peer.parked:
+            self.hot.discard(peer.fd)
+        self._by_fd.pop(peer.fd, None)
+        conn_id = peer.conn_id
+        self.peers.pop(conn_id, None)
+        self.output.release(peer)
+        try:
+            self.carry_out(self.server.disconnect(conn_id))
+        except Exception:  # the daemon must outlive a bug in one clean-up
+            log.exception("%s: internal error while disconnecting it", peer.who)
+        self.output.flush_dirty()
+        if self.monitor.active:
+            self.monitor.disconnected(conn_id, peer.domid or 0)
+        if self.tracer:
+            self.tracer.destroyed(conn_id)
+        trio.lowlevel.notify_closing(peer.sock)
+        peer.sock.close()
+        log.info("%s: disconnected", peer.who)
 
-    async def _take_write_token(self, peer: Peer, domid: int) -> None:
-        """Hold a guest's write until its domain's rate allows it (cxenstored's wrl)."""
-        wait = self.pacing.write_wait(domid, trio.current_time())
-        if wait > 0:
-            self.output.flush_dirty()  # answer what came before it first
-            await trio.sleep(wait)
-
-    # -- carrying out the core's effects ---------------------------------------
+    @property
+    def tracer(self) -> Tracer | None:
+        """Where messages are traced (CONTROL logfile), or None."""
+        return self.effects.tracer
 
     def carry_out(self, effects: Sequence[Effect], *, late: bool = False) -> None:
-        """Do what the core asked, in order. ``late``: these are held watch events whose
-        time has come (:mod:`~xenstore.daemon.delayed`), never to be held again."""
-        peers = self.peers
-        holding = self.delayed.active and not late
-        update: ExecLiveUpdate | None = None
-        for effect in effects:
-            if type(effect) is Send:
-                if holding and effect.packet.op == Op.WATCH_EVENT:
-                    self.delayed.hold(effect)  # replies are never held: they overtake
-                    continue
-                peer = peers.get(effect.conn_id)
-                if peer is None or peer.closing:
-                    continue
-                if self.tracer:
-                    self.tracer.message("OUT", effect.conn_id, effect.packet)
-                self.output.post(peer, encode(effect.packet))
-            elif type(effect) is Close:
-                self.output.close_peer(effect.conn_id, effect.reason)
-            elif type(effect) is Log:
-                self.pacing.log(effect.level, effect.message, effect.domid, trio.current_time())
-            elif type(effect) is Listen:
-                self.domain_sockets.listen(effect.domid)
-            elif type(effect) is Unlisten:
-                self._unlisten(effect.domid)
-            elif type(effect) is TraceFile:
-                self._retrace(effect.path)
-            elif type(effect) is DiscardOutput:
-                self.output.discard_output(effect.conn_id)
-                self.delayed.discard(effect.conn_id)
-            elif type(effect) is WriteReport:
-                self._write_report(effect)
-            elif type(effect) is WriteSnapshot:
-                try:
-                    with open(effect.path, "wb") as file:
-                        file.write(effect.data)
-                except OSError as exc:
-                    log.warning("snapshot: cannot write %s: %s", effect.path, exc)
-            elif type(effect) is DelayEvents:
-                self.delayed.set_delay(effect.seconds)
-                holding = self.delayed.active and not late
-            elif type(effect) is ExecLiveUpdate:
-                update = effect  # once its OK is queued, after these effects
-        if update is not None:
-            self._live_update(update)
-
-    def _live_update(self, effect: ExecLiveUpdate) -> None:
-        """Hand over to the new binary; on failure, answer with the reason instead of OK."""
-        try:
-            problem = hand_over(effect, self.server.state, self.peers, self.listener)
-        except Exception:  # a bug must cost the update, not the daemon
-            log.exception("live update failed")
-            problem = "Error activating new binary."
-        peer = self.peers.get(effect.conn_id)
-        if peer is None or not peer.out:
-            return
-        op, req_id, tx_id, _ = HEADER.unpack_from(peer.out[-1])
-        answer = encode(Packet(op, req_id, tx_id, problem.encode() + b"\0"))
-        self.output.pending_bytes += len(answer) - len(peer.out[-1])
-        peer.out[-1] = answer
-
-    def _deliver_late(self, events: list[Send]) -> None:
-        self.carry_out(events, late=True)
-        self.output.flush_dirty()
-
-    @staticmethod
-    def _write_report(report: WriteReport) -> None:
-        try:
-            with open(report.path, "w") as file:
-                file.write(report.text)
-        except OSError as exc:
-            log.warning("memreport: cannot write %s: %s", report.path, exc)
-
-    def _retrace(self, path: str | None) -> None:
-        if self.tracer is not None:
-            self.tracer.close()
-            self.tracer = None
-        if path is not None:
-            try:
-                self.tracer = Tracer(path)
-            except OSError as exc:
-                log.warning("cannot trace to %s: %s", path, exc)
+        """Do what the core asked, in order (see :class:`~xenstore.daemon.carry.Effects`)."""
+        self.effects.carry_out(effects, late=late)

@@ -30,3 +30,7 @@ class ShellOptions:
     #: The monitor feed's socket (``--monitor``), and whether it shows every request.
     monitor_path: str | None = None
     monitor_all: bool = False
+    #: Whether the hot loop may block in its own epoll while trio is idle (fast); if
+    #: not, it always waits through trio (``--portable-loop``; also where trio's run
+    #: loop cannot be seen, see :mod:`xenstore.daemon.runloop`).
+    in_place: bool = True
