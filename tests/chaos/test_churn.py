@@ -71,6 +71,20 @@ def settled(daemon: OurDaemon, before: dict[str, int | set[str]]) -> dict[str, i
 
 @pytest.mark.parametrize("seed", seeds())
 def test_domain_churn(daemon: OurDaemon, seed: int) -> None:
+    churn_and_check(daemon, seed)
+
+
+def test_domain_churn_waiting_through_trio_only() -> None:
+    """The same with ``--portable-loop``: the hot loop never blocks in its own epoll,
+    the path taken where trio's run loop cannot be seen."""
+    started = OurDaemon("--domain-dir", None, "--portable-loop")
+    try:
+        churn_and_check(started, seeds()[0])
+    finally:
+        started.stop()
+
+
+def churn_and_check(daemon: OurDaemon, seed: int) -> None:
     with Client(daemon.socket_path, timeout=10) as dom0:
         dom0.mkdir("/local/domain")
     before = holdings(daemon)

@@ -83,6 +83,7 @@ def build_shell(args: argparse.Namespace, server: Server | None = None) -> Shell
             write_burst=args.write_rate[1],
             monitor_path=args.monitor,
             monitor_all=bool(args.monitor_all),
+            in_place=not args.portable_loop,
         ),
         tracer,
     )

@@ -117,6 +117,9 @@ def parser() -> argparse.ArgumentParser:
                    "the watch events it caused")
     p.add_argument("--monitor-all", action="store_true",
                    help="with --monitor: a line for every request, reads too")
+    p.add_argument("--portable-loop", action="store_true",
+                   help="always wait for clients through trio, never in the daemon's own epoll "
+                   "(slower; for comparison, or where the fast path misbehaves)")
     p.add_argument("--faults", action="store_true",
                    help="for tests only: accept CONTROL fault, which makes commits, writes and "
                    "watch events fail or come late on purpose (without it: EACCES)")

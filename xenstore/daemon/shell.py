@@ -165,7 +165,7 @@ class Shell:
         """What the shell holds, for CONTROL memreport (a leak shows up here)."""
         return [
             f"tasks: {count_tasks()}",
-            f"connections served in place: {self.hot.count}",
+            f"connections in the hot loop: {self.hot.count}",
             f"sockets of domains: {len(self.domain_sockets.open)}",
             f"unsent bytes: {self.backlog_bytes}",
             f"delayed watch events: {len(self.delayed)}",
@@ -212,31 +212,35 @@ class Shell:
     def _serve_fd(self, fd: int) -> None:
         """The hot loop found ``fd`` readable: read it once, answer what came."""
         peer = self._by_fd.get(fd)
-        if peer is not None and not peer.closing and not peer.parked:
-            self._guarded(peer, self._read)
+        if peer is None or peer.closing or peer.parked:
+            return
+        try:
+            if peer.backlog and self._stalled(peer):
+                self._park(peer, (), 0, STALL)
+                return
+            try:
+                data = peer.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if data:
+                self._take(peer, data)
+            else:
+                self.output.release(peer)  # it hung up
+        except Exception:
+            self._failed(peer)
 
     def _guarded(self, peer: Peer, step: Callable[..., None], *args: bytes) -> None:
         """Whatever goes wrong serving a connection ends that connection alone."""
         try:
             step(peer, *args)
         except Exception:
-            log.exception("internal error serving %s; it is closed", peer.who)
-            self.output.close_peer(peer.conn_id, "internal error")
+            self._failed(peer)
 
-    def _read(self, peer: Peer) -> None:
-        if self._stalled(peer):
-            self._park(peer, (), 0, STALL)
-            return
-        try:
-            data = peer.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.output.release(peer)  # it hung up
-            return
-        self._take(peer, data)
+    def _failed(self, peer: Peer) -> None:
+        log.exception("internal error serving %s; it is closed", peer.who)
+        self.output.close_peer(peer.conn_id, "internal error")
 
     def _take(self, peer: Peer, data: bytes) -> None:
         try:
@@ -258,7 +262,7 @@ class Shell:
         """Answer ``packets[start:]`` in order; (index, wait) if one must wait first
         (:data:`STALL`: until its output drains; else seconds). ``paced``: the first
         has had its wait already."""
-        server, output, monitor = self.server, self.output, self.monitor
+        server, output, monitor, effects = self.server, self.output, self.monitor, self.effects
         conn_id, domid = peer.conn_id, peer.domid
         for index in range(start, len(packets)):
             packet = packets[index]
@@ -272,16 +276,16 @@ class Shell:
                     return index, wait
             if peer.closing:
                 return None
-            if self.tracer:
-                self.tracer.message("IN", conn_id, packet)
+            if effects.tracer:
+                effects.tracer.message("IN", conn_id, packet)
             try:
-                effects = (monitor.handle(conn_id, packet) if monitor.active
-                           else server.handle(conn_id, packet))
+                done = (monitor.handle(conn_id, packet) if monitor.active
+                        else server.handle(conn_id, packet))
             except Exception:  # the core answers its own bugs with EIO...
                 log.exception("%s: internal error around %r", peer.who, packet)
                 output.close_peer(conn_id, "internal error")  # ...but not these
                 return None
-            self.carry_out(effects)
+            effects.carry_out(done)
         return None
 
     def _stalled(self, peer: Peer) -> bool:
