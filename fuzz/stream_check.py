@@ -11,7 +11,10 @@ reads; and a stream that reads must
   whose invariants hold (:func:`xenstore.daemon.invariants.problems`, which
   includes ``Store.check``);
 - and then dump, write, read and load again into the same tree, special perms
-  and domains, the invariants holding there too.
+  and domains, the invariants holding there too;
+- and, as ``pyxenstored -U`` reads it (:func:`~xenstore.migration.adopt.live_server_from`,
+  our carried transactions included), fail with a :class:`StreamError` or give a
+  server whose invariants hold.
 
 Anything else (another exception, a difference, a broken invariant) raises
 :class:`Finding`. A hang is libFuzzer's to report (``-timeout``).
@@ -26,6 +29,7 @@ from pathlib import Path
 
 from xenstore.daemon import invariants
 from xenstore.daemon.core import Server
+from xenstore.migration.adopt import live_server_from
 from xenstore.migration.records import StreamError
 from xenstore.migration.restore import server_from
 from xenstore.migration.snapshot import dump
@@ -81,6 +85,19 @@ def check(data: bytes) -> None:
         raise Finding("after restoring the restored server's dump: " + "; ".join(found))
     if _shape(second) != _shape(server):
         raise Finding("dump and restore of a restored server changed its state")
+    _check_adopt(data)
+
+
+def _check_adopt(data: bytes) -> None:
+    try:
+        adopted, _ = live_server_from(data)
+    except StreamError:
+        return
+    except Exception as exc:
+        raise Finding("adopting (-U) raised something other than StreamError") from exc
+    found = invariants.problems(adopted)
+    if found:
+        raise Finding("after adopting (-U): " + "; ".join(found))
 
 
 # -- seeds -------------------------------------------------------------------------
@@ -113,12 +130,29 @@ def populated() -> Server:
     return server
 
 
+def with_transactions() -> Server:
+    """A server with open transactions over changed nodes (a forced live update's)."""
+    server = populated()
+    reader, writer = server.connect(), server.connect()
+    server.handle(reader, Packet(Op.TRANSACTION_START, 1, 0, b"\0"))
+    server.handle(reader, Packet(Op.READ, 2, 1, b"/data/binary\0"))
+    server.handle(reader, Packet(Op.WRITE, 3, 1, b"/data/dir/mine\0x"))
+    server.handle(reader, Packet(Op.SET_PERMS, 4, 1, b"/data/empty\0n0\0r5\0"))
+    server.handle(reader, Packet(Op.RM, 5, 1, b"/data/dir/deeper\0"))
+    _handle(server, writer, Op.WRITE, b"/data/binary\0changed")
+    _handle(server, writer, Op.RM, b"/data/empty\0")
+    return server
+
+
 def seeds() -> list[bytes]:
     """Starting inputs from real streams (the fuzzer mutates them)."""
+    carried = with_transactions()
     found = [
         write(dump(Server().state)),
         write(dump(populated().state, socket_fd=3, fds={1: 10}, dom0_evtchn=4,
                    outputs={1: b"\x02\0\0\0pending"})),
+        write(dump(carried.state, socket_fd=3, fds=dict.fromkeys(carried.connections, 9),
+                   transactions=True)),
     ]
     if CXENSTORED_DUMP.exists():
         found.append(CXENSTORED_DUMP.read_bytes())

@@ -35,7 +35,7 @@ def run_harness(tmp_path: Path, *args: str, timeout: float) -> subprocess.Comple
 
 def test_the_seeds_are_real_streams_that_pass() -> None:
     made = seeds()
-    assert len(made) == 3 if CXENSTORED_DUMP.exists() else 2
+    assert len(made) == 4 if CXENSTORED_DUMP.exists() else 3
     for seed in made:
         check(seed)
 

@@ -22,6 +22,7 @@ from xenstore.migration import (
     read_located,
     write,
 )
+from xenstore.migration.records import TYPE_NAMES
 
 u16, u32 = st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF)
 i32 = st.integers(-(1 << 31), (1 << 31) - 1)
@@ -46,7 +47,7 @@ records = st.one_of(
     st.builds(WatchData, u32, text, text),
     st.builds(TransactionData, u32, u32),
     st.builds(NodeData, text, st.binary(max_size=60), perms_.map(tuple), u32, u32, u16),
-    st.builds(UnknownRecord, st.integers(6, 0xFFFFFFFF),
+    st.builds(UnknownRecord, st.integers(6, 0xFFFFFFFF).filter(lambda t: t not in TYPE_NAMES),
               st.binary(max_size=24).map(lambda b: b + bytes(-len(b) % 8))),
 )
 

@@ -86,11 +86,13 @@ class WriteSnapshot(NamedTuple):
 
 class ExecLiveUpdate(NamedTuple):
     """CONTROL live-update -s: once the reply (OK) to ``conn_id`` is queued, write the
-    state dump and exec ``filename`` (``cmdline``: its arguments, None for ours)."""
+    state dump and exec ``filename`` (``cmdline``: its arguments, None for ours);
+    ``transactions``: forced (``-F``) with transactions open, which the dump carries."""
 
     conn_id: int
     filename: str
     cmdline: str | None
+    transactions: bool = False
 
 
 Effect = (Send | Close | Log | Listen | Unlisten | DiscardOutput | TraceFile | DelayEvents

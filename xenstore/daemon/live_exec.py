@@ -3,12 +3,12 @@
 :class:`~xenstore.daemon.effects.ExecLiveUpdate` comes once the core has queued
 the OK for ``xenstore-control``. :func:`hand_over` writes the migration stream
 (tree, perms, domains, dom0's socket connections with their descriptors,
-watches, unsent output (the OK among it) and the bytes of a request partly
-received) to ``$XENSTORED_RUNDIR/state_dump``
-as cxenstored 4.17 reads it, keeps the listening socket and those connections
-open across the exec (blocking, as cxenstored makes its own) and execs the
-binary with ``-U``. It returns only on failure, with the reason, having put
-everything back as it was.
+watches, unsent output (the OK among it), the bytes of a request partly
+received and, forced with transactions open, those transactions in our own
+records) to ``$XENSTORED_RUNDIR/state_dump`` as cxenstored 4.17 reads it, keeps
+the listening socket and those connections open across the exec (blocking, as
+cxenstored makes its own) and execs the binary with ``-U``. It returns only on
+failure, with the reason, having put everything back as it was.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def hand_over(effect: ExecLiveUpdate, state: ServerState, peers: Mapping[int, Pe
     argv = exec_argv(effect.filename, effect.cmdline, sys.argv[1:])
     path = state_dump_path()
     data = stream.write(snapshot.dump(state, socket_fd=listener.fileno(), fds=fds,
-                                      outputs=outputs, inputs=inputs))
+                                      outputs=outputs, inputs=inputs,
+                                      transactions=effect.transactions))
     try:
         with open(path, "wb") as file:
             file.write(data)

@@ -11,8 +11,11 @@ answers them (replies are its exact strings; a malformed step is EINVAL).
   shell does that: :class:`~xenstore.daemon.effects.ExecLiveUpdate`). While
   transactions are open we answer ``BUSY`` (``xenstore-control`` asks again each
   second; cxenstored 4.17 holds the request instead) until ``<timeout>`` seconds
-  (default 0) have passed since the first ``-s``; then ``-F`` goes ahead anyway
-  and without it the session ends with the reason (``Domains with long running
+  (default 0) have passed since the first ``-s`` (``-F``: one second less, see
+  :data:`FORCE_SLACK`); then ``-F`` goes ahead anyway
+  (cxenstored drops the transactions; we write them in our own records, so that
+  an update into our daemon keeps them and one into cxenstored drops them) and
+  without it the session ends with the reason (``Domains with long running
   transactions:`` and one ``Domain <id>: <seconds> s`` line each, counted from
   the first ``-s``: we do not keep when a transaction began);
 - ``-a``: end the session (``No live-update session active.``).
@@ -37,6 +40,12 @@ from xenstore.errors import EINVAL
 __all__ = ["LiveUpdateOps", "check_binary", "exec_argv"]
 
 NOT_IN_SESSION = "Not in live-update session."
+#: xenstore-control counts ``-t`` in whole seconds of time() from just before its
+#: first ``-s`` and stops asking once the count reaches it: up to a second before as
+#: many seconds have passed since our first ``-s``. A forced update therefore goes
+#: ahead a second early, so that the tool's last ``-s`` gets the OK (cxenstored 4.17
+#: holds the ``-s`` until then instead of answering BUSY).
+FORCE_SLACK = 1.0
 
 
 def check_binary(filename: str) -> str | None:
@@ -144,7 +153,7 @@ class LiveUpdateOps:
         if session.started is None:
             session.started = now
         busy = sorted({c.domid for c in self.state.connections.values() if c.transactions})
-        if busy and now < session.started + timeout:
+        if busy and now < session.started + timeout - (FORCE_SLACK if force else 0.0):
             return b"BUSY\0"
         if busy and not force:
             self.session = None
@@ -152,5 +161,5 @@ class LiveUpdateOps:
             return _reply("Domains with long running transactions:" + "".join(
                 f"\nDomain {domid}: {waited} s" for domid in busy))
         self.session = None
-        out.add(ExecLiveUpdate(conn.conn_id, session.filename, session.cmdline))
+        out.add(ExecLiveUpdate(conn.conn_id, session.filename, session.cmdline, bool(busy)))
         return OK

@@ -9,14 +9,20 @@ fresh :class:`~xenstore.daemon.core.Server` from a stream. Pure: no I/O, no trio
 
 from xenstore.migration.records import (
     DOMID_INVALID,
+    GenerationsData,
     GlobalData,
     NodeData,
     NodePerm,
+    NodeVersionData,
     Record,
     RingConnection,
     SocketConnection,
     StreamError,
     TransactionData,
+    TxEditData,
+    TxNextData,
+    TxReadData,
+    TxStateData,
     UnknownRecord,
     WatchData,
     WatchDepthData,
@@ -24,7 +30,8 @@ from xenstore.migration.records import (
 from xenstore.migration.stream import read, read_located, write
 
 __all__ = [
-    "DOMID_INVALID", "GlobalData", "NodeData", "NodePerm", "Record", "RingConnection",
-    "SocketConnection", "StreamError", "TransactionData", "UnknownRecord", "WatchData",
-    "WatchDepthData", "read", "read_located", "write",
+    "DOMID_INVALID", "GenerationsData", "GlobalData", "NodeData", "NodePerm",
+    "NodeVersionData", "Record", "RingConnection", "SocketConnection", "StreamError",
+    "TransactionData", "TxEditData", "TxNextData", "TxReadData", "TxStateData", "UnknownRecord",
+    "WatchData", "WatchDepthData", "read", "read_located", "write",
 ]

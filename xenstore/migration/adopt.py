@@ -5,13 +5,17 @@ socket (GLOBAL_DATA's ``socket_fd``) and every socket connection
 (CONNECTION_DATA's ``socket_fd``) stay open across the exec. :func:`live_server_from`
 restores the tree, special perms and domains as :func:`~.restore.server_from` does,
 then registers each inherited socket connection with the server, with its
-watches (and their depths, from our own WATCH_DEPTH records), and says which
+watches (and their depths, from our own WATCH_DEPTH records) and open
+transactions (from our own transaction records), and says which
 descriptor belongs to which of our connections and what bytes it still had
 queued, so that the shell serves the same sockets.
 
 A connection's ``data_in`` (requests received but not handled, the last maybe
 partial) is read by the shell before anything more from its socket, so a request
 half received completes when the client sends the rest.
+
+Open transactions come back from our own records when a forced update (``-s -F``)
+wrote them (:mod:`.carry`); a stream without them (cxenstored's) drops them.
 
 Not carried yet: ring connections (dom0's is dropped; a guest's becomes an
 introduced domain without a live ring).
@@ -25,7 +29,9 @@ from xenstore import paths
 from xenstore.daemon.config import Config
 from xenstore.daemon.core import Server
 from xenstore.errors import XenStoreError
+from xenstore.migration import carry
 from xenstore.migration.records import (
+    CARRIED,
     WATCH,
     GlobalData,
     SocketConnection,
@@ -57,12 +63,15 @@ class Handover:
     connections: list[Inherited] = field(default_factory=list)
     #: Watches put back on inherited connections.
     watches: int = 0
+    #: Open transactions put back on them (ours -> ours with ``-s -F``, :mod:`.carry`).
+    transactions: int = 0
 
     def describe(self) -> str:
         sent = sum(len(c.data_out) for c in self.connections)
         received = sum(len(c.data_in) for c in self.connections)
         return (f"live update: adopted {len(self.connections)} connection(s) with "
-                f"{self.watches} watch(es), {sent} byte(s) to send, {received} byte(s) of "
+                f"{self.watches} watch(es), {self.transactions} transaction(s), {sent} "
+                f"byte(s) to send, {received} byte(s) of "
                 f"requests received, listening socket fd {self.listener_fd}; "
                 f"{len(self.loaded.domains)} domain(s); skipped {self.loaded.skipped} record(s)")
 
@@ -99,6 +108,8 @@ def live_server_from(data: bytes, config: Config | None = None) -> tuple[Server,
             except XenStoreError as exc:
                 raise StreamError(f"watch {raw!r}: {exc}", offset, index, WATCH) from None
             handover.watches += 1
+    handover.transactions = carry.restore(located, server.state, ours)
+    handover.loaded.skipped -= sum(isinstance(r, CARRIED) for _, r in located)
     handover.loaded.dropped_connections -= len(handover.connections)
     handover.loaded.dropped_watches -= handover.watches
     return server, handover

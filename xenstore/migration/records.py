@@ -26,6 +26,18 @@ TYPE_NAMES = {
 #: so a private type with the top bit set is safe to write to either daemon.
 WATCH_DEPTH = 0x80000001
 TYPE_NAMES[WATCH_DEPTH] = "WATCH_DEPTH (ours)"
+#: Ours too, written only by a forced live update (``-s -F``) with transactions open, so
+#: that they go on ours -> ours (cxenstored skips them and drops the transactions, as
+#: its own ``-F`` does): the store's generations, the old versions open snapshots still
+#: read, and each transaction's snapshot, reads and log (its own view of the nodes it
+#: changed, and what its commit would add to quotas, follow from replaying the log).
+GENERATIONS, NODE_VERSION, TX_STATE, TX_READ, TX_EDIT, TX_NEXT = range(0x80000002,
+                                                                   0x80000008)
+TYPE_NAMES.update({
+    GENERATIONS: "GENERATIONS (ours)", NODE_VERSION: "NODE_VERSION (ours)",
+    TX_STATE: "TX_STATE (ours)", TX_READ: "TX_READ (ours)", TX_EDIT: "TX_EDIT (ours)",
+    TX_NEXT: "TX_NEXT (ours)",
+})
 CONN_RING, CONN_SOCKET = 0, 1
 #: tdomid of a ring connection that has no target.
 DOMID_INVALID = 0x7FF4
@@ -144,6 +156,85 @@ class NodeData:
 
 
 @dataclass(frozen=True, slots=True)
+class GenerationsData:
+    """Ours: the store's generation, and the (value, perms, children) generations of
+    the committed nodes whose generations an open transaction may compare: those it
+    read and those with saved versions. The reader gives every other node 0 (its
+    next change moves it past any snapshot). Generations are 64 bits."""
+
+    generation: int
+    nodes: tuple[tuple[bytes, int, int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeVersionData:
+    """Ours: a node's version kept for open snapshots: what ``path`` was before the
+    commit of generation ``changed`` (``exists`` False: there was no node)."""
+
+    path: bytes
+    changed: int
+    exists: bool = True
+    value: bytes = b""
+    perms: tuple[NodePerm, ...] = ()
+    gens: tuple[int, int, int] = (0, 0, 0)
+    children: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TxStateData:
+    """Ours: an open transaction of ``conn_id``: its snapshot's generation and every
+    node it touched (what the transaction-nodes quota counts)."""
+
+    conn_id: int
+    tx_id: int
+    snapshot: int
+    touched: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TxNextData:
+    """Ours: the transaction id TRANSACTION_START gives next on ``conn_id``."""
+
+    conn_id: int
+    next_tx_id: int
+
+
+#: What a TX_READ consulted: index in the record of the transactions' aspects.
+READ_ASPECTS = ("existence", "value", "perms", "children")
+
+
+@dataclass(frozen=True, slots=True)
+class TxReadData:
+    """Ours: one thing a transaction read in its snapshot: ``aspect`` (one of
+    :data:`READ_ASPECTS`) of ``path`` and the generation it saw (existence: 1 or 0)."""
+
+    conn_id: int
+    tx_id: int
+    path: bytes
+    aspect: str
+    seen: int
+
+
+#: A TX_EDIT's kinds, by their number in the record.
+EDIT_KINDS = ("write", "mkdir", "perms", "rm")
+
+
+@dataclass(frozen=True, slots=True)
+class TxEditData:
+    """Ours: one edit of a transaction's log, in order: ``kind`` (one of
+    :data:`EDIT_KINDS`), the path, the value of a write, the perms of a perms edit and
+    the owner the creator asked for (None: a privileged creator)."""
+
+    conn_id: int
+    tx_id: int
+    kind: str
+    path: bytes
+    value: bytes = b""
+    perms: tuple[NodePerm, ...] = ()
+    owner: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownRecord:
     """A record of a type this reader does not know: kept, so it writes back as read."""
 
@@ -152,4 +243,23 @@ class UnknownRecord:
 
 
 Record = (GlobalData | RingConnection | SocketConnection | WatchData | WatchDepthData
-          | TransactionData | NodeData | UnknownRecord)
+          | TransactionData | NodeData | GenerationsData | NodeVersionData | TxStateData
+          | TxReadData | TxEditData | TxNextData | UnknownRecord)
+#: Our records that carry transactions (a restore skips them).
+CARRIED = (GenerationsData, NodeVersionData, TxStateData, TxReadData, TxEditData,
+           TxNextData)
+
+
+_TYPE_OF: dict[type, int] = {
+    GlobalData: GLOBAL, RingConnection: CONN, SocketConnection: CONN, WatchData: WATCH,
+    WatchDepthData: WATCH_DEPTH, TransactionData: TRANSACTION, NodeData: NODE,
+    GenerationsData: GENERATIONS, NodeVersionData: NODE_VERSION, TxStateData: TX_STATE,
+    TxReadData: TX_READ, TxEditData: TX_EDIT, TxNextData: TX_NEXT,
+}
+
+
+def record_type(record: Record) -> int:
+    """The type number ``record`` has in a stream."""
+    if isinstance(record, UnknownRecord):
+        return record.record_type
+    return _TYPE_OF[type(record)]

@@ -16,66 +16,49 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from xenstore import paths, perms
+from xenstore import paths
 from xenstore.daemon.domains import Domain
 from xenstore.daemon.state import ServerState
 from xenstore.errors import XenStoreError
+from xenstore.migration.carry import carried
+from xenstore.migration.fields import our_perms, stream_perms
 from xenstore.migration.records import (
-    CONN,
     DOMID_INVALID,
-    GLOBAL,
-    NODE,
-    TRANSACTION,
-    WATCH,
-    WATCH_DEPTH,
     GlobalData,
     NodeData,
-    NodePerm,
     Record,
     RingConnection,
     SocketConnection,
     StreamError,
-    TransactionData,
-    UnknownRecord,
     WatchData,
     WatchDepthData,
+    record_type,
 )
-from xenstore.perms import DOMID_FIRST_RESERVED, Perm
+from xenstore.perms import DOMID_FIRST_RESERVED
 from xenstore.protocol.ops import ABS_PATH_MAX
 
-_LETTER = {perms.NONE: "n", perms.READ: "r", perms.WRITE: "w", perms.BOTH: "b"}
-_ACCESS = {letter: bits for bits, letter in _LETTER.items()}
 #: The stream's conn_id of domain 0's ring.
 DOM0_CONN_ID = 1
-_TYPE_OF: dict[type, int] = {GlobalData: GLOBAL, RingConnection: CONN, SocketConnection: CONN,
-                             WatchData: WATCH, WatchDepthData: WATCH_DEPTH,
-                             TransactionData: TRANSACTION, NodeData: NODE}
 #: Makes the error for the record being loaded.
 _Fail = Callable[[str], StreamError]
-
-
-def stream_perms(entries: perms.Perms) -> tuple[NodePerm, ...]:
-    """Our perms in the stream's encoding (domids are 16 bits there, as in cxenstored)."""
-    return tuple(NodePerm(_LETTER[p.access], p.domid & 0xFFFF) for p in entries)
-
-
-def our_perms(entries: Sequence[NodePerm]) -> perms.Perms:
-    """The stream's perms as ours; entries marked stale are left out (they grant nothing)."""
-    kept = [entries[0], *(p for p in entries[1:] if not p.ignore)]
-    return perms.intern(tuple(Perm(p.domid, _ACCESS[p.access]) for p in kept))
 
 
 def dump(state: ServerState, *, socket_fd: int = -1, evtchn_fd: int = -1,
          fds: Mapping[int, int] | None = None, dom0_evtchn: int = 0,
          outputs: Mapping[int, bytes] | None = None,
-         inputs: Mapping[int, bytes] | None = None) -> list[Record]:
+         inputs: Mapping[int, bytes] | None = None,
+         transactions: bool = False) -> list[Record]:
     """The records of ``state``; ``fds`` gives socket connections' descriptor numbers
     (-1 for those it does not name: a snapshot's connections are not meant to live),
     ``outputs`` the bytes each still has to be sent and ``inputs`` those of a request
-    it has partly received (a live update's)."""
+    it has partly received (a live update's). With ``transactions`` (a forced live
+    update), the open transactions of the connections ``fds`` names follow the nodes
+    in our own records (:mod:`.carry`)."""
     records: list[Record] = [GlobalData(socket_fd, evtchn_fd),
                              RingConnection(DOM0_CONN_ID, 0, dom0_evtchn)]
     conn_of_domain: dict[int, int] = {0: DOM0_CONN_ID}
+    #: Our live socket connections -> their conn_id in the stream.
+    stream_conn: dict[int, int] = {}
     next_id = DOM0_CONN_ID + 1
     for domid in sorted(state.domains):
         domain = state.domains[domid]
@@ -94,6 +77,8 @@ def dump(state: ServerState, *, socket_fd: int = -1, evtchn_fd: int = -1,
         if conn.domid != 0 and conn.domid in state.domains:
             continue
         fd = (fds or {}).get(conn_id, -1)
+        if fd >= 0:
+            stream_conn[conn_id] = next_id
         records.append(SocketConnection(next_id, fd, data_in=(inputs or {}).get(conn_id, b""),
                                         data_out=(outputs or {}).get(conn_id, b"")))
         for watch, depth in zip(_watches(state, conn_id), _depths(state, conn_id),
@@ -108,6 +93,8 @@ def dump(state: ServerState, *, socket_fd: int = -1, evtchn_fd: int = -1,
     records.extend(
         NodeData(path.encode("latin-1"), store.value(path), stream_perms(store.perms(path)))
         for path in store.walk(paths.ROOT))
+    if transactions:
+        records.extend(carried(state, stream_conn))
     return records
 
 
@@ -130,7 +117,7 @@ class Loaded:
     dropped_connections: int = 0
     dropped_watches: int = 0
     #: Records it skipped: transactions, a transaction's nodes, watch depths (a
-    #: restore drops the watches), unknown types.
+    #: restore drops the watches), our carried transactions' records, unknown types.
     skipped: int = 0
 
 
@@ -150,8 +137,8 @@ def load(located: Sequence[tuple[int, Record]], state: ServerState) -> Loaded:
         store.remove(paths.ROOT + name, detail=False)
     for index, (offset, record) in enumerate(located):
         def fail(problem: str, *, at: int = offset, number: int = index,
-                 kind: int = _TYPE_OF.get(type(record), -1)) -> StreamError:
-            return StreamError(problem, at, number, None if kind < 0 else kind)
+                 kind: int = record_type(record)) -> StreamError:
+            return StreamError(problem, at, number, kind)
 
         if isinstance(record, GlobalData):
             seen_global = True
@@ -174,7 +161,7 @@ def load(located: Sequence[tuple[int, Record]], state: ServerState) -> Loaded:
                 continue
             _load_node(record, state, fail)
         else:
-            assert isinstance(record, TransactionData | WatchDepthData | UnknownRecord)
+            # Transactions, watch depths, our carried transactions, unknown types.
             loaded.skipped += 1
     if not seen_global:
         raise StreamError("no GLOBAL_DATA record", located[-1][0] if located else 16)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
+from xenstore.migration import fields, ours
+from xenstore.migration.fields import Body, c_string, string
 from xenstore.migration.records import (
     CONN,
     CONN_RING,
@@ -21,15 +23,12 @@ from xenstore.migration.records import (
     GLOBAL,
     IDENT,
     NODE,
-    PERM_IGNORE,
-    PERM_LETTERS,
     TRANSACTION,
     VERSION,
     WATCH,
     WATCH_DEPTH,
     GlobalData,
     NodeData,
-    NodePerm,
     Record,
     RingConnection,
     SocketConnection,
@@ -51,29 +50,7 @@ _WATCH = struct.Struct("<IHH")
 _WATCH_DEPTH = struct.Struct("<IIHH")
 _TRANSACTION = struct.Struct("<II")
 _NODE = struct.Struct("<IIHHHH")
-_PERM = struct.Struct("<BBH")
 PREAMBLE_SIZE = 16
-
-
-class _Body(Exception):
-    """A problem inside one record's body, at an offset within it."""
-
-    def __init__(self, problem: str, at: int = 0) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.at = at
-
-
-def _string(body: bytes, at: int, length: int, what: str) -> bytes:
-    """A NUL-terminated string of ``length`` bytes (NUL included) at ``at``."""
-    if length == 0:
-        raise _Body(f"the {what} has length 0 (its NUL counts)", at)
-    raw = body[at:at + length]
-    if len(raw) < length:
-        raise _Body(f"the {what} runs past the record's end", at)
-    if raw.find(0) != length - 1:
-        raise _Body(f"the {what} must end with its only NUL byte", at)
-    return raw[:-1]
 
 
 def _parse(record_type: int, body: bytes) -> tuple[Record, int]:
@@ -81,7 +58,7 @@ def _parse(record_type: int, body: bytes) -> tuple[Record, int]:
     try:
         return _PARSERS[record_type](body)
     except struct.error:
-        raise _Body(f"{len(body)} bytes are too few for its fixed fields") from None
+        raise Body(f"{len(body)} bytes are too few for its fixed fields") from None
 
 
 def _global(body: bytes) -> tuple[Record, int]:
@@ -92,13 +69,13 @@ def _global(body: bytes) -> tuple[Record, int]:
 def _connection(body: bytes) -> tuple[Record, int]:
     conn_id, conn_type, pad, spec, in_len, resp_len, out_len = _CONN.unpack_from(body)
     if pad:
-        raise _Body("the pad field is not zero", 6)
+        raise Body("the pad field is not zero", 6)
     end = _CONN.size + in_len + out_len
     if end > len(body):
-        raise _Body(f"{in_len} + {out_len} bytes of pending data run past the record's end",
+        raise Body(f"{in_len} + {out_len} bytes of pending data run past the record's end",
                     _CONN.size)
     if resp_len > out_len:
-        raise _Body(f"a partial response of {resp_len} bytes in {out_len} bytes of output", 14)
+        raise Body(f"a partial response of {resp_len} bytes in {out_len} bytes of output", 14)
     data_in = body[_CONN.size:_CONN.size + in_len]
     data_out = body[_CONN.size + in_len:end]
     if conn_type == CONN_RING:
@@ -106,23 +83,23 @@ def _connection(body: bytes) -> tuple[Record, int]:
         return RingConnection(conn_id, domid, evtchn, tdomid, data_in, data_out, resp_len), end
     if conn_type == CONN_SOCKET:
         if spec[4:] != bytes(4):
-            raise _Body("a socket connection's spec has bytes after its fd", 12)
+            raise Body("a socket connection's spec has bytes after its fd", 12)
         (fd,) = _SOCKET.unpack(spec)
         return SocketConnection(conn_id, fd, data_in, data_out, resp_len), end
-    raise _Body(f"unknown connection type {conn_type}", 4)
+    raise Body(f"unknown connection type {conn_type}", 4)
 
 
 def _watch(body: bytes) -> tuple[Record, int]:
     conn_id, path_len, token_len = _WATCH.unpack_from(body)
-    path = _string(body, _WATCH.size, path_len, "path")
-    token = _string(body, _WATCH.size + path_len, token_len, "token")
+    path = string(body, _WATCH.size, path_len, "path")
+    token = string(body, _WATCH.size + path_len, token_len, "token")
     return WatchData(conn_id, path, token), _WATCH.size + path_len + token_len
 
 
 def _watch_depth(body: bytes) -> tuple[Record, int]:
     conn_id, depth, path_len, token_len = _WATCH_DEPTH.unpack_from(body)
-    path = _string(body, _WATCH_DEPTH.size, path_len, "path")
-    token = _string(body, _WATCH_DEPTH.size + path_len, token_len, "token")
+    path = string(body, _WATCH_DEPTH.size, path_len, "path")
+    token = string(body, _WATCH_DEPTH.size + path_len, token_len, "token")
     return (WatchDepthData(conn_id, path, token, depth),
             _WATCH_DEPTH.size + path_len + token_len)
 
@@ -134,28 +111,17 @@ def _transaction(body: bytes) -> tuple[Record, int]:
 
 def _node(body: bytes) -> tuple[Record, int]:
     conn_id, tx_id, path_len, data_len, ta_access, perm_n = _NODE.unpack_from(body)
-    at = _NODE.size
-    perms = []
-    for _ in range(perm_n):
-        if at + _PERM.size > len(body):
-            raise _Body(f"{perm_n} perms run past the record's end", at)
-        access, flags, domid = _PERM.unpack_from(body, at)
-        if access not in PERM_LETTERS:
-            raise _Body(f"perm access {access:#x} is none of n, r, w, b", at)
-        if flags & ~PERM_IGNORE:
-            raise _Body(f"perm flags {flags:#x} are not known", at + 1)
-        perms.append(NodePerm(chr(access), domid, bool(flags & PERM_IGNORE)))
-        at += _PERM.size
-    path = _string(body, at, path_len, "path")
+    perms, at = fields.perms(body, _NODE.size, perm_n)
+    path = string(body, at, path_len, "path")
     at += path_len
     value = body[at:at + data_len]
     if len(value) < data_len:
-        raise _Body(f"a value of {data_len} bytes runs past the record's end", at)
+        raise Body(f"a value of {data_len} bytes runs past the record's end", at)
     return NodeData(path, value, tuple(perms), conn_id, tx_id, ta_access), at + data_len
 
 
 _PARSERS = {GLOBAL: _global, CONN: _connection, WATCH: _watch, TRANSACTION: _transaction,
-            NODE: _node, WATCH_DEPTH: _watch_depth}
+            NODE: _node, WATCH_DEPTH: _watch_depth, **ours.PARSERS}
 
 
 def read_located(data: bytes) -> list[tuple[int, Record]]:
@@ -197,11 +163,11 @@ def read_located(data: bytes) -> list[tuple[int, Record]]:
             try:
                 record, used = _parse(record_type, body)
                 if length - used >= 8:
-                    raise _Body(f"{length - used} bytes after its payload (padding is 0-7)",
+                    raise Body(f"{length - used} bytes after its payload (padding is 0-7)",
                                 used)
                 if any(body[used:]):
-                    raise _Body("its padding is not zeros", used)
-            except _Body as exc:
+                    raise Body("its padding is not zeros", used)
+            except Body as exc:
                 raise StreamError(exc.problem, start + exc.at, index, record_type) from None
         else:
             record = UnknownRecord(record_type, body)
@@ -217,12 +183,6 @@ def read(data: bytes) -> list[Record]:
 def _padded(record_type: int, payload: bytes) -> bytes:
     payload += bytes(-len(payload) % 8)
     return _HEADER.pack(record_type, len(payload)) + payload
-
-
-def _c_string(raw: bytes) -> bytes:
-    if 0 in raw:
-        raise ValueError(f"a NUL inside {raw!r}")
-    return raw + b"\0"
 
 
 def encode(record: Record) -> bytes:
@@ -245,33 +205,29 @@ def _encode(record: Record) -> bytes:
                           record.data_resp_len, len(record.data_out))
         return _padded(CONN, head + record.data_in + record.data_out)
     if isinstance(record, WatchData):
-        path, token = _c_string(record.path), _c_string(record.token)
+        path, token = c_string(record.path), c_string(record.token)
         return _padded(WATCH, _WATCH.pack(record.conn_id, len(path), len(token)) + path + token)
     if isinstance(record, WatchDepthData):
-        path, token = _c_string(record.path), _c_string(record.token)
+        path, token = c_string(record.path), c_string(record.token)
         return _padded(WATCH_DEPTH, _WATCH_DEPTH.pack(record.conn_id, record.depth, len(path),
                                                       len(token)) + path + token)
     if isinstance(record, TransactionData):
         return _padded(TRANSACTION, _TRANSACTION.pack(record.conn_id, record.tx_id))
     if isinstance(record, NodeData):
-        path = _c_string(record.path)
+        path = c_string(record.path)
         head = _NODE.pack(record.conn_id, record.tx_id, len(path), len(record.value),
                           record.ta_access, len(record.perms))
-        perms = b"".join(
-            _PERM.pack(_perm_letter(perm.access), PERM_IGNORE if perm.ignore else 0, perm.domid)
-            for perm in record.perms)
+        perms = fields.encode_perms(record.perms)
         return _padded(NODE, head + perms + path + record.value)
+    if not isinstance(record, UnknownRecord):
+        private = ours.encode(record)
+        assert private is not None, record
+        return _padded(*private)
     if record.record_type in _PARSERS or record.record_type == END:
         raise ValueError(f"an unknown record may not have a known type ({record.record_type})")
     if len(record.body) % 8:
         raise ValueError(f"an unknown record's body of {len(record.body)} bytes is not padded")
     return _HEADER.pack(record.record_type, len(record.body)) + record.body
-
-
-def _perm_letter(access: str) -> int:
-    if len(access) != 1 or access.encode() not in PERM_LETTERS:
-        raise ValueError(f"perm access {access!r} is none of n, r, w, b")
-    return ord(access)
 
 
 def write(records: Iterable[Record]) -> bytes:

@@ -93,9 +93,10 @@ class Store:
 
     # -- snapshots: what a transaction reads -------------------------------------
 
-    def open_snapshot(self) -> int:
-        """Start reading at the current generation: O(1), whatever the tree's size."""
-        return self.versions.open(self.generation)
+    def open_snapshot(self, at: int | None = None) -> int:
+        """Start reading at the current generation: O(1), whatever the tree's size
+        (``at``: an older one, for a transaction carried over a live update)."""
+        return self.versions.open(self.generation if at is None else at)
 
     def close_snapshot(self, snapshot: int) -> None:
         self.versions.close(snapshot, self.generation)
@@ -128,6 +129,11 @@ class Store:
         and child list, now; ``None`` when there is no node at ``path``."""
         node = self.nodes.get(path)
         return None if node is None else (node.vgen, node.pgen, node.cgen)
+
+    def set_generations(self, path: str, vgen: int, pgen: int, cgen: int) -> None:
+        """Give a node the generations it had in the daemon a live update came from."""
+        node = self.nodes[path]
+        node.vgen, node.pgen, node.cgen = vgen, pgen, cgen
 
     # -- reads (the View protocol, on the current tree) ------------------------
 

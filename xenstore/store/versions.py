@@ -15,7 +15,12 @@ from collections import deque
 
 from sortedcontainers import SortedList
 
-from xenstore.store.node import Node
+from xenstore.perms import Perms
+from xenstore.store.node import Node, child_names
+
+#: A saved version as plain data: value, perms, (vgen, pgen, cgen), children's names;
+#: None where there was no node.
+Plain = tuple[bytes, Perms, tuple[int, int, int], list[str]] | None
 
 #: Problems reported per kind before the rest are summed up.
 SHOWN = 5
@@ -69,6 +74,32 @@ class Versions:
             del versions[0]
             if not versions:
                 del history[path]
+
+    def export(self) -> list[tuple[int, str, Plain]]:
+        """Every saved version as ``(generation of the change, path, version)``, in the
+        order they were saved (a live update carries them, :meth:`keep` puts them back)."""
+        position: dict[str, int] = {}
+        out: list[tuple[int, str, Plain]] = []
+        for gen, path in self.order:
+            index = position.get(path, 0)
+            position[path] = index + 1
+            old = self.history[path][index][1]
+            out.append((gen, path, None if old is None else (
+                old.value, old.perms, (old.vgen, old.pgen, old.cgen),
+                child_names(path, old.children))))
+        return out
+
+    def keep(self, path: str, gen: int, version: Plain) -> None:
+        """Put back a version :meth:`export` gave (in its order; :meth:`problems` says
+        whether the result is sound)."""
+        node = None
+        if version is not None:
+            value, perms, (vgen, pgen, cgen), names = version
+            prefix = path + "/" if path != "/" else "/"
+            node = Node(value, perms, vgen, {prefix + name: None for name in names})
+            node.pgen, node.cgen = pgen, cgen
+        self.history.setdefault(path, []).append((gen, node))
+        self.order.append((gen, path))
 
     @property
     def saved(self) -> int:

@@ -58,10 +58,12 @@ class Pending:
 class Transaction:
     """One open transaction of one connection."""
 
-    def __init__(self, store: Store, tx_id: int) -> None:
+    def __init__(self, store: Store, tx_id: int, snapshot: int | None = None) -> None:
+        """``snapshot``: the generation it reads at, when not now (one carried over a
+        live update, whose reads, overlay, log and usage are then filled in)."""
         self.store = store
         self.tx_id = tx_id
-        self.snapshot = store.open_snapshot()
+        self.snapshot = store.open_snapshot(snapshot)
         self.pending: dict[str, Pending] = {}
         #: (path, aspect) -> what the snapshot showed: a bool for existence,
         #: else the generation that last changed that aspect.
@@ -72,7 +74,7 @@ class Transaction:
         self.touched: set[str] = set()
         #: Per owner, the nodes and bytes its commit would add to what the store
         #: accounts (negative: free): what :meth:`pending_usage` answers.
-        self._usage: dict[int, list[int]] = {}
+        self.usage: dict[int, list[int]] = {}
         self._closed = False
 
     # -- the snapshot, recorded ---------------------------------------------------
@@ -153,7 +155,7 @@ class Transaction:
     def pending_usage(self, domid: int) -> tuple[int, int]:
         """The nodes and bytes its commit would add to what domain ``domid`` owns
         (negative when it frees more than it makes), so that quotas count them."""
-        delta = self._usage.get(domid)
+        delta = self.usage.get(domid)
         return (0, 0) if delta is None else (delta[0], delta[1])
 
     def _peek(self, path: str) -> tuple[bytes, Perms]:
@@ -180,7 +182,7 @@ class Transaction:
             entry.added)
 
     def _count(self, path: str, value: bytes, perms: Perms, sign: int) -> None:
-        delta = self._usage.setdefault(perms[0].domid, [0, 0])
+        delta = self.usage.setdefault(perms[0].domid, [0, 0])
         delta[0] += sign
         delta[1] += sign * node_bytes(path, value, perms)
 
@@ -197,7 +199,7 @@ class Transaction:
         if self.exists(path):
             old, perms = self._peek(path)
             # node_bytes counts the value byte for byte: the rest of it stays.
-            self._usage.setdefault(perms[0].domid, [0, 0])[1] += len(value) - len(old)
+            self.usage.setdefault(perms[0].domid, [0, 0])[1] += len(value) - len(old)
             self._entry(path).value = value
         else:
             self._create(path, value, owner)
