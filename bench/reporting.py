@@ -29,6 +29,22 @@ _TITLES = {
         "{n} connections watch one subtree; one client WRITEs below it; the time until the "
         "last watcher has read its event (median of the rounds).",
     ),
+    "tput": (
+        "Throughput with {n} client{s} (`tput{n}`)",
+        "{n} connection{s}, each with one request in flight, 90 % READ and 10 % WRITE of 8 "
+        "bytes over 100 keys, all driven by one process with epoll: requests answered per "
+        "second over every connection, each request's latency (send to reply), and the "
+        "daemon's CPU time per request.",
+    ),
+    "txn": (
+        "Transactions, {n} client{s}, {keys} (`txn{n}{k}`)",
+        "{n} connection{s} each repeat a read-modify-write transaction (TRANSACTION_START, "
+        "READ a counter, WRITE it + 1, TRANSACTION_END T), retried on EAGAIN, on {keys}. "
+        "Commits per second, EAGAIN in % of the attempts, the latency of one increment "
+        "(its first START to its successful END, retries included), the daemon's CPU per "
+        "commit; at the end the counters are read back and must hold every acknowledged "
+        "increment (`lost` must be 0: otherwise the run says LOST UPDATES and fails).",
+    ),
     "scale": (
         "Xen-host-shaped store (`scale`, D = {n} domains)",
         "{n} domains of 62 nodes each (/local/domain/N: name, memory, cpu, control, "
@@ -45,6 +61,10 @@ _STATS = {
     "ns_per_req": "wall time per request",
     "cpu_ns_per_req": "daemon CPU per request",
     "last_us": "until the last watcher has its event",
+    "commits": "commits",
+    "cpu_per_commit": "daemon CPU per commit",
+    "eagain_pct": "EAGAIN, % of the attempts",
+    "lost": "lost updates (must be 0)",
     "populate_s": "populate (62 WRITEs per domain)",
     "populated_domains": "domains populated within the time budget",
     "write_first10_us": "WRITE, first 10% of the domains",
@@ -60,6 +80,9 @@ _STATS = {
 }
 
 _UNITS = {"us": "µs"}
+
+#: txnN's suffix: which counters its clients increment.
+_TXN_KEYS = {"d": "disjoint counters (one each)", "s": "one shared counter"}
 
 
 def cost_ratio(ours: float | None, ref: float | None, better: str) -> float | None:
@@ -206,9 +229,11 @@ def markdown(run: dict[str, Any]) -> str:
     labels = [lab for lab, d in run["daemons"].items() if "skipped" not in d]
     out = _header(run)
     for wid, names in _sections(run["metrics"]).items():
-        kind, n = re.fullmatch(r"([a-z]+)(\d*)", wid).groups()  # type: ignore[union-attr]
+        kind, n, k = re.fullmatch(r"([a-z]+)(\d*)([a-z]?)", wid).groups()  # type: ignore[union-attr]
         title, text = _TITLES.get(kind, (wid, ""))
-        out += ["", f"## {title.format(n=n)}", "", text.format(n=n), ""]
+        keys = _TXN_KEYS.get(k, "")
+        fields = {"n": n, "k": k, "keys": keys, "s": "" if n == "1" else "s"}
+        out += ["", f"## {title.format(**fields)}", "", text.format(**fields), ""]
         if kind == "scale" and int(n) > run["settings"]["phased_above"]:
             out[-2] += (
                 " Each daemon was populated once and torn down once (single figures, within "

@@ -11,6 +11,11 @@
  *   pipe K              K READs written at once, then K replies read
  *   idle N              READ latency while N other connections hold a watch
  *   watch N             N watchers on one subtree; time until the last event
+ *   tput N              N clients, one request in flight each, 90% READ and
+ *                       10% WRITE over 100 keys, all driven by one epoll loop
+ *   txn N d|s           N clients doing read-modify-write transactions on a
+ *                       counter each (d) or one shared counter (s), retried
+ *                       on EAGAIN; exits 3 if an update was lost
  *   scale D PHASE       a Xen-host-shaped store of D domains; PHASE is
  *                       populate, measure, teardown or all
  *
@@ -470,6 +475,273 @@ static void wl_watch(int n)
 	close_all(w, n);
 }
 
+/* ---- many clients, one epoll loop --------------------------------------- */
+
+/* Open n connections and register each with a new epoll set (data: index). */
+static struct conn **open_polled(int n, int *ep_out)
+{
+	struct conn **cs = calloc((size_t)n, sizeof(*cs));
+	struct epoll_event ev;
+	int ep = epoll_create1(0);
+	if (!cs || ep < 0) die("epoll: %s", strerror(errno));
+	for (int i = 0; i < n; i++) {
+		cs[i] = xs_open();
+		ev.events = EPOLLIN;
+		ev.data.u32 = (uint32_t)i;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i]->fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
+	}
+	*ep_out = ep;
+	return cs;
+}
+
+#define TPUT_KEYS 100
+
+/* Send connection i's next request of the 90/10 READ/WRITE mix; returns its type. */
+static uint32_t tput_send(struct conn *c, char *path)
+{
+	int k = (int)rnd(TPUT_KEYS), wr = rnd(10) == 0;
+	size_t l = (size_t)snprintf(path, 32, "/bench/tput/k%d", k) + 1;
+	if (wr) {
+		memcpy(path + l, "76543210", 8);
+		xs_send(c, XS_WRITE, 0, path, l + 8);
+		return XS_WRITE;
+	}
+	xs_send(c, XS_READ, 0, path, l);
+	return XS_READ;
+}
+
+/* N clients, each with one request in flight, 90% READ / 10% WRITE of 8 bytes
+ * over 100 keys; one process drives every socket with epoll (no threads), so
+ * the figure is the daemon's, not the generator's scheduling. */
+static void wl_tput(int n)
+{
+	struct conn *setup = xs_open();
+	struct samples s = { 0 };
+	char path[48], m[48];
+	int ep;
+	for (int k = 0; k < TPUT_KEYS; k++) {
+		snprintf(path, sizeof(path), "/bench/tput/k%d", k);
+		must(xs_write(setup, 0, path, "01234567"), setup, "setup");
+	}
+	struct conn **cs = open_polled(n, &ep);
+	uint64_t *sent = calloc((size_t)n, sizeof(uint64_t));
+	uint32_t *type = calloc((size_t)n, sizeof(uint32_t));
+	struct epoll_event *evs = calloc((size_t)n, sizeof(*evs));
+	if (!sent || !type || !evs) die("out of memory");
+	double cpu0 = daemon_cpu_ns();
+	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9), t = t0;
+	int inflight = n;
+	long ops = 0;
+	for (int i = 0; i < n; i++) {
+		sent[i] = now_ns();
+		type[i] = tput_send(cs[i], path);
+	}
+	while (inflight > 0) {
+		int r = epoll_wait(ep, evs, n, 10000);
+		if (r < 0 && errno == EINTR) continue;
+		if (r <= 0) die("tput: no reply for 10 s (%d requests in flight)", inflight);
+		for (int j = 0; j < r; j++) {
+			int i = (int)evs[j].data.u32;
+			struct conn *c = cs[i];
+			xs_fill(c);
+			while (xs_take(c)) {
+				if (c->h.type == XS_WATCH_EVENT) continue;
+				if (c->h.type != type[i])
+					die("tput: reply type %u to a request of type %u: %s",
+					    c->h.type, type[i], c->h.type == XS_ERROR ? c->payload : "");
+				if (c->h.type == XS_READ && c->h.len != 8) die("tput: READ of %u bytes", c->h.len);
+				t = now_ns();
+				add(&s, (double)(t - sent[i]) / 1e3);
+				ops++;
+				if (t < end) {
+					sent[i] = t;
+					type[i] = tput_send(c, path);
+				} else {
+					inflight--;
+				}
+			}
+		}
+	}
+	double cpu1 = daemon_cpu_ns();
+	snprintf(m, sizeof(m), "tput%d.ops", n);
+	emit(m, (double)ops / ((double)(t - t0) / 1e9), "ops/s", "hi");
+	snprintf(m, sizeof(m), "tput%d.p50", n);
+	emit(m, pct(&s, 0.50), "us", "lo");
+	snprintf(m, sizeof(m), "tput%d.p99", n);
+	emit(m, pct(&s, 0.99), "us", "lo");
+	if (cpu0 >= 0 && cpu1 >= 0) {
+		snprintf(m, sizeof(m), "tput%d.cpu", n);
+		emit(m, (cpu1 - cpu0) / 1e3 / (double)ops, "us", "lo");
+	}
+	must(xs_rm(setup, 0, "/bench/tput"), setup, "cleanup");
+	close(ep);
+	free(evs); free(sent); free(type); free(s.v);
+	close_all(cs, n);
+	xs_close(setup);
+}
+
+/* One transaction client's state: what it waits for. */
+enum txn_step { T_START, T_READ, T_WRITE, T_END, T_ABORT };
+
+struct txn_client {
+	enum txn_step step;
+	uint32_t tx;
+	long counter;               /* the value read in this attempt */
+	long committed;             /* increments the daemon acknowledged */
+	uint64_t began;             /* when this increment's first attempt started */
+	char key[32];
+};
+
+static void txn_begin(struct conn *c, struct txn_client *tc)
+{
+	tc->step = T_START;
+	xs_send(c, XS_TRANSACTION_START, 0, "", 1);
+}
+
+static void txn_send_path(struct conn *c, struct txn_client *tc, uint32_t type, const char *val)
+{
+	char p[64];
+	size_t l = strlen(tc->key) + 1;
+	memcpy(p, tc->key, l);
+	if (val) {
+		size_t vl = strlen(val);
+		memcpy(p + l, val, vl);
+		l += vl;
+	}
+	xs_send(c, type, tc->tx, p, l);
+}
+
+/* N clients each doing read-modify-write transactions (START, READ counter,
+ * WRITE counter+1, END T), retried on EAGAIN; disjoint counters (one per
+ * client) or one shared counter.  Commits/s, EAGAIN share of the attempts,
+ * and, at the end, the counters read back: every acknowledged commit must be
+ * in them (lost updates 0), or xsbench says so and exits with status 3. */
+static void wl_txn(int n, int shared)
+{
+	struct conn *setup = xs_open();
+	struct samples s = { 0 };
+	struct txn_client *tcs = calloc((size_t)n, sizeof(*tcs));
+	struct epoll_event *evs = calloc((size_t)n, sizeof(*evs));
+	char m[48], val[32];
+	const char *kind = shared ? "s" : "d";
+	long eagain = 0, commits = 0;
+	int ep;
+	if (!tcs || !evs) die("out of memory");
+	for (int i = 0; i < n; i++) {
+		if (shared) snprintf(tcs[i].key, sizeof(tcs[i].key), "/bench/txn/shared");
+		else snprintf(tcs[i].key, sizeof(tcs[i].key), "/bench/txn/c%d", i);
+		must(xs_write(setup, 0, tcs[i].key, "0"), setup, "setup");
+	}
+	struct conn **cs = open_polled(n, &ep);
+	double cpu0 = daemon_cpu_ns();
+	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9), t = t0;
+	int active = n;
+	for (int i = 0; i < n; i++) {
+		tcs[i].began = now_ns();
+		txn_begin(cs[i], &tcs[i]);
+	}
+	while (active > 0) {
+		int r = epoll_wait(ep, evs, n, 10000);
+		if (r < 0 && errno == EINTR) continue;
+		if (r <= 0) die("txn: no reply for 10 s (%d clients waiting)", active);
+		for (int j = 0; j < r; j++) {
+			int i = (int)evs[j].data.u32;
+			struct conn *c = cs[i];
+			struct txn_client *tc = &tcs[i];
+			xs_fill(c);
+			while (xs_take(c)) {
+				if (c->h.type == XS_WATCH_EVENT) continue;
+				int err = c->h.type == XS_ERROR;
+				int again = err && strcmp(c->payload, "EAGAIN") == 0;
+				if (err && !again) die("txn: step %d: %s", tc->step, c->payload);
+				int retry = 0, done = 0;
+				switch (tc->step) {
+				case T_START:
+					if (again) { retry = 1; break; }
+					tc->tx = (uint32_t)strtoul(c->payload, NULL, 10);
+					tc->step = T_READ;
+					txn_send_path(c, tc, XS_READ, NULL);
+					break;
+				case T_READ:
+				case T_WRITE:
+					if (again) {     /* some daemons refuse early: abandon this attempt */
+						eagain++;
+						tc->step = T_ABORT;
+						xs_send(c, XS_TRANSACTION_END, tc->tx, "F", 2);
+						break;
+					}
+					if (tc->step == T_READ) {
+						tc->counter = strtol(c->payload, NULL, 10);
+						snprintf(val, sizeof(val), "%ld", tc->counter + 1);
+						tc->step = T_WRITE;
+						txn_send_path(c, tc, XS_WRITE, val);
+					} else {
+						tc->step = T_END;
+						xs_send(c, XS_TRANSACTION_END, tc->tx, "T", 2);
+					}
+					break;
+				case T_END:
+					if (again) {
+						eagain++;
+						retry = 1;
+						break;
+					}
+					tc->committed++;
+					commits++;
+					t = now_ns();
+					add(&s, (double)(t - tc->began) / 1e3);
+					tc->began = t;
+					done = 1;
+					break;
+				case T_ABORT:   /* its reply, whatever it is, ends the attempt */
+					retry = 1;
+					break;
+				}
+				if (retry || done) {
+					t = now_ns();
+					if (t < end) txn_begin(c, tc);
+					else active--;
+				}
+			}
+		}
+	}
+	double cpu1 = daemon_cpu_ns();
+	snprintf(m, sizeof(m), "txn%d%s.commits", n, kind);
+	emit(m, (double)commits / ((double)(t - t0) / 1e9), "commits/s", "hi");
+	snprintf(m, sizeof(m), "txn%d%s.eagain_pct", n, kind);
+	emit(m, commits + eagain ? 100.0 * (double)eagain / (double)(commits + eagain) : 0, "%", "lo");
+	snprintf(m, sizeof(m), "txn%d%s.p99", n, kind);
+	emit(m, pct(&s, 0.99), "us", "lo");
+	if (cpu0 >= 0 && cpu1 >= 0 && commits) {
+		snprintf(m, sizeof(m), "txn%d%s.cpu_per_commit", n, kind);
+		emit(m, (cpu1 - cpu0) / 1e3 / (double)commits, "us", "lo");
+	}
+	/* Every acknowledged increment must be in the counters, and nothing more. */
+	long lost = 0;
+	for (int i = 0; i < (shared ? 1 : n); i++) {
+		long want = shared ? commits : tcs[i].committed;
+		must(xs_read(setup, 0, tcs[i].key), setup, "read back");
+		long got = strtol(setup->payload, NULL, 10);
+		if (got != want) {
+			fprintf(stderr, "xsbench: LOST UPDATES: %s is %ld after %ld committed increments\n",
+				tcs[i].key, got, want);
+			lost += labs(want - got);
+		}
+	}
+	snprintf(m, sizeof(m), "txn%d%s.lost", n, kind);
+	emit(m, (double)lost, "updates", "info");
+	must(xs_rm(setup, 0, "/bench/txn"), setup, "cleanup");
+	close(ep);
+	free(evs); free(tcs); free(s.v);
+	close_all(cs, n);
+	xs_close(setup);
+	if (lost) {
+		fprintf(stderr, "xsbench: txn%d%s: %ld updates lost or invented: the daemon broke "
+			"serializability\n", n, kind, lost);
+		exit(3);
+	}
+}
+
 /* ---- scale: a Xen host's store ------------------------------------------ */
 
 /* The nodes of one domain, relative to its home (%d: domid); "B:" entries go
@@ -737,12 +1009,17 @@ int main(int argc, char **argv)
 	else if (strcmp(wl, "pipe") == 0 && a1) wl_pipe(atoi(a1));
 	else if (strcmp(wl, "idle") == 0 && a1) wl_idle(atoi(a1));
 	else if (strcmp(wl, "watch") == 0 && a1) wl_watch(atoi(a1));
+	else if (strcmp(wl, "tput") == 0 && a1 && atoi(a1) > 0) wl_tput(atoi(a1));
+	else if (strcmp(wl, "txn") == 0 && a1 && atoi(a1) > 0 && optind + 3 < argc &&
+		 (strcmp(argv[optind + 3], "d") == 0 || strcmp(argv[optind + 3], "s") == 0))
+		wl_txn(atoi(a1), argv[optind + 3][0] == 's');
 	else if (strcmp(wl, "scale") == 0 && a1)
 		wl_scale(atoi(a1), optind + 3 < argc ? argv[optind + 3] : "all");
 	else goto usage;
 	return 0;
 usage:
 	fprintf(stderr, "usage: xsbench [-t SECS] [-p PID] [-B SECS] [-s SEED] SOCKET "
-		"lat | pipe K | idle N | watch N | scale D [populate|measure|teardown|all]\n");
+		"lat | pipe K | idle N | watch N | tput N | txn N d|s\n"
+		"  | scale D [populate|measure|teardown|all]\n");
 	return 2;
 }
