@@ -65,6 +65,9 @@ class NodeOps:
             raise EINVAL("WRITE needs a path and a value")
         path = self.access.path(conn, payload[:cut].decode("latin-1"))
         self._injected_write_error(path)
+        if tx is None and conn.privileged:  # dom0 outside a transaction: no checks to make
+            self.watches.fire(self.state.store.write(path, payload[cut + 1:], None), out)
+            return OK
         view = self.quotas.view(conn, tx, out)
         self.quotas.check_size(conn, path, len(payload) - cut - 1, out)
         self.quotas.check_memory(conn, len(payload), out, view)

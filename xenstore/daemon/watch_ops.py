@@ -39,7 +39,9 @@ class WatchOps:
     def fire(self, change: Change | None, out: Outbox) -> None:
         """The events of ``change`` (None: nothing changed yet), to whoever may hear."""
         if change is not None:
-            out.extend(self.state.watches.events(change, self.access.may_hear))
+            events = self.state.watches.events(change, self.access.may_hear)
+            if events:
+                out.extend(events)
 
     def fire_special(self, name: str, domid: int) -> list[Effect]:
         """Events of ``@introduceDomain`` or ``@releaseDomain`` for ``domid``."""
