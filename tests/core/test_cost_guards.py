@@ -55,7 +55,11 @@ def test_a_write_costs_the_same_whatever_the_number_of_siblings() -> None:
     costs = []
     for siblings in (10, 10_000):
         _, dom0 = server_with_siblings(siblings)
+        # Once before counting, so that both rounds start alike (paths known valid).
         dom0.write("/local/domain/5/name", "warm-up")
+        dom0.write("/local/domain/new-one", "warm-up")
+        dom0.ok(Op.RM, "/local/domain/new-one")
+        dom0.ok(Op.DIRECTORY, "/local/domain/5")
         costs.append((
             calls(partial(dom0.write, "/local/domain/5/name", "vm")),  # an existing node
             calls(partial(dom0.write, "/local/domain/new-one", "x")),  # a new sibling

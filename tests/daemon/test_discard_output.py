@@ -108,7 +108,7 @@ def test_discard_drops_what_was_not_written_yet() -> None:
     writer.give(guest, WIRE[:3])
     writer.give(other, WIRE[3:4])
     writer.discard_output(1)
-    assert guest.out == [] and writer._dirty == [other]
+    assert guest.out == [] and writer.dirty == [other]
     assert writer.pending_bytes == len(WIRE[3])
     writer.discard_output(7)  # gone already: nothing to do
     writer.flush_dirty()

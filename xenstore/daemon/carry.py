@@ -43,6 +43,8 @@ __all__ = ["Effects"]
 
 log = logging.getLogger("xenstore.daemon")
 
+_pack = HEADER.pack
+
 
 class Effects:
     """Does what the core asks. ``listener`` gives dom0's listening socket while it
@@ -68,20 +70,27 @@ class Effects:
     def carry_out(self, effects: Sequence[Effect], *, late: bool = False) -> None:
         """Do what the core asked, in order. ``late``: these are held watch events whose
         time has come (:mod:`~xenstore.daemon.delayed`), never to be held again."""
-        peers = self.peers
+        peers, output = self.peers, self.output
         holding = self.delayed.active and not late
         update: ExecLiveUpdate | None = None
         for effect in effects:
             if type(effect) is Send:
-                if holding and effect.packet.op == Op.WATCH_EVENT:
+                conn_id, packet = effect
+                if holding and packet.op == Op.WATCH_EVENT:
                     self.delayed.hold(effect)  # replies are never held: they overtake
                     continue
-                peer = peers.get(effect.conn_id)
+                peer = peers.get(conn_id)
                 if peer is None or peer.closing:
                     continue
                 if self.tracer:
-                    self.tracer.message("OUT", effect.conn_id, effect.packet)
-                self.output.post(peer, encode(effect.packet))
+                    self.tracer.message("OUT", conn_id, packet)
+                # encode() and Output.post(), inlined: every reply and event comes here.
+                op, req_id, tx_id, payload = packet
+                data = _pack(op, req_id, tx_id, len(payload)) + payload
+                if not peer.out:
+                    output.dirty.append(peer)
+                output.pending_bytes += len(data)
+                peer.out.append(data)
             elif type(effect) is Close:
                 self.output.close_peer(effect.conn_id, effect.reason)
             elif type(effect) is Log:

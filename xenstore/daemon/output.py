@@ -111,8 +111,9 @@ class Output:
         self.nursery: trio.Nursery | None = None
         #: Told of each connection as it is released (the shell ends it then).
         self.released: Callable[[Peer], None] = lambda peer: None
-        #: Connections given output while the current read is answered.
-        self._dirty: list[Peer] = []
+        #: Connections given output while the current round is answered (appended to
+        #: with :meth:`post`, or where that is inlined).
+        self.dirty: list[Peer] = []
         #: Bytes in every connection's ``out``, made since the last flush.
         self.pending_bytes = 0
         #: Bytes in every connection's backlog together.
@@ -121,13 +122,13 @@ class Output:
     def post(self, peer: Peer, data: bytes) -> None:
         """``data`` for ``peer``, written at the next :meth:`flush_dirty`."""
         if not peer.out:
-            self._dirty.append(peer)
+            self.dirty.append(peer)
         self.pending_bytes += len(data)
         peer.out.append(data)
 
     def flush_dirty(self) -> None:
         """Write what each connection got during this batch, in place when possible."""
-        dirty, self._dirty = self._dirty, []
+        dirty, self.dirty = self.dirty, []
         self.pending_bytes = 0
         for peer in dirty:
             out = peer.out
@@ -222,7 +223,7 @@ class Output:
         if peer.out:
             self.pending_bytes -= sum(map(len, peer.out))
             peer.out.clear()
-            self._dirty.remove(peer)
+            self.dirty.remove(peer)
         keep = peer.head if peer.domid is not None else len(peer.backlog)
         dropped = len(peer.backlog) - keep
         if dropped > 0:
