@@ -11,9 +11,8 @@ transaction open nothing is kept but the current tree.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
-
-from sortedcontainers import SortedList
 
 from xenstore.perms import Perms
 from xenstore.store.node import Node, child_names
@@ -34,15 +33,26 @@ class Versions:
         self.history: dict[str, list[tuple[int, Node | None]]] = {}
         #: Every saved version as (generation, path), oldest first: what to prune next.
         self.order: deque[tuple[int, str]] = deque()
-        #: Generations of the open snapshots (a multiset), oldest first.
-        self.snapshots = SortedList()
+        #: Generations of the open snapshots (a multiset), oldest first. A plain list:
+        #: snapshots open at the store's generation, which only grows, so each is
+        #: appended at the end (bisect finds the place of one a live update restores);
+        #: cheaper than a SortedList for the few that are open at once.
+        self.snapshots: list[int] = []
 
     def open(self, generation: int) -> int:
-        self.snapshots.add(generation)
+        snapshots = self.snapshots
+        if not snapshots or snapshots[-1] <= generation:
+            snapshots.append(generation)
+        else:
+            bisect.insort(snapshots, generation)
         return generation
 
     def close(self, snapshot: int, generation: int) -> None:
-        self.snapshots.remove(snapshot)
+        snapshots = self.snapshots
+        at = bisect.bisect_left(snapshots, snapshot)
+        if at == len(snapshots) or snapshots[at] != snapshot:
+            raise ValueError(f"no snapshot open at {snapshot}")
+        del snapshots[at]
         self.prune(generation)
 
     def save(self, path: str, node: Node | None, gen: int, copy: bool = True) -> None:
