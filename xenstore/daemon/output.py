@@ -134,22 +134,26 @@ class Output:
             out = peer.out
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            if peer.closing:
-                continue
-            if peer.backlog:
-                self._queue(peer, data)
-                continue
-            try:
-                sent = peer.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self.close_peer(peer.conn_id, "send failed")
-                continue
-            if sent < len(data):
-                if peer.domid is not None:
-                    peer.head = _boundary(data, 0, sent) - sent
-                self._queue(peer, memoryview(data)[sent:])
+            if not peer.closing:
+                self.send(peer, data)
+
+    def send(self, peer: Peer, data: bytes) -> None:
+        """Write ``data`` to ``peer`` now, after its backlog; keep what the kernel will not
+        take (the caller has no earlier output of it waiting in ``out``)."""
+        if peer.backlog:
+            self._queue(peer, data)
+            return
+        try:
+            sent = peer.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.close_peer(peer.conn_id, "send failed")
+            return
+        if sent < len(data):
+            if peer.domid is not None:
+                peer.head = _boundary(data, 0, sent) - sent
+            self._queue(peer, memoryview(data)[sent:])
 
     def _queue(self, peer: Peer, data: bytes | memoryview) -> None:
         peer.backlog += data

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import trio
 
@@ -28,6 +28,7 @@ from xenstore.daemon.carry import Effects
 from xenstore.daemon.core import Server
 from xenstore.daemon.effects import (
     Effect,
+    Send,
 )
 from xenstore.daemon.hotloop import HotLoop
 from xenstore.daemon.listeners import (
@@ -45,7 +46,7 @@ from xenstore.daemon.shell_options import ShellOptions
 from xenstore.daemon.supervision import supervised
 from xenstore.daemon.trace import Tracer
 from xenstore.errors import ProtocolError
-from xenstore.protocol.codec import Packet
+from xenstore.protocol.codec import HEADER, Packet
 from xenstore.protocol.ops import OPS
 
 __all__ = ["Shell", "ShellOptions", "bind_unix"]
@@ -53,6 +54,7 @@ __all__ = ["Shell", "ShellOptions", "bind_unix"]
 log = logging.getLogger("xenstore.daemon")
 
 RECV_SIZE = 65536
+_pack = HEADER.pack
 
 #: A parked connection's wait: until its unread output has drained.
 STALL = -1.0
@@ -204,7 +206,10 @@ class Shell:
         if self.monitor.active:
             self.monitor.connected(conn_id)
         if received:  # a live update's, read before the socket
-            self._guarded(peer, self._take, received)
+            try:
+                self._take(peer, received)
+            except Exception:
+                self._failed(peer)
         self._settle()
 
     # -- serving: the hot loop's part, in place ----------------------------------
@@ -224,19 +229,42 @@ class Shell:
                 return
             except OSError:
                 data = b""
-            if data:
-                self._take(peer, data)
-            else:
+            if not data:
                 self.output.release(peer)  # it hung up
+                return
+            try:
+                packets = peer.framer.feed(data)
+            except ProtocolError as exc:
+                log.warning("%s: %s; closing it", peer.who, exc)
+                self.output.release(peer)
+                return
+            if (len(packets) == 1 and peer.domid is None and not peer.out
+                    and not self.effects.tracer and not self.monitor.active
+                    and not self.delayed.active):
+                self._answer_one(peer, packets[0])
+            else:
+                self._serve_packets(peer, packets)
         except Exception:
             self._failed(peer)
 
-    def _guarded(self, peer: Peer, step: Callable[..., None], *args: bytes) -> None:
-        """Whatever goes wrong serving a connection ends that connection alone."""
+    def _answer_one(self, peer: Peer, packet: Packet) -> None:
+        """The common case, shortened: a dom0 connection sent one request and nothing
+        watches the traffic. A lone reply to it is written at once; anything else goes
+        through :class:`~xenstore.daemon.carry.Effects` as usual."""
         try:
-            step(peer, *args)
-        except Exception:
-            self._failed(peer)
+            effects = self.server.handle(peer.conn_id, packet)
+        except Exception:  # the core answers its own bugs with EIO...
+            log.exception("%s: internal error around %r", peer.who, packet)
+            self.output.close_peer(peer.conn_id, "internal error")  # ...but not these
+            return
+        effect = effects[0]
+        if len(effects) == 1 and type(effect) is Send and effect[0] == peer.conn_id:
+            op, req_id, tx_id, payload = effect[1]
+            self.output.send(peer, _pack(op, req_id, tx_id, len(payload)) + payload)
+        else:
+            self.effects.carry_out(effects)
+        if peer.framer.broken and not peer.closing:
+            self._broken(peer)
 
     def _failed(self, peer: Peer) -> None:
         log.exception("internal error serving %s; it is closed", peer.who)
@@ -249,13 +277,19 @@ class Shell:
             log.warning("%s: %s; closing it", peer.who, exc)
             self.output.release(peer)
             return
+        self._serve_packets(peer, packets)
+
+    def _serve_packets(self, peer: Peer, packets: Sequence[Packet]) -> None:
         wait = self._requests(peer, packets, 0)
         if wait is not None:
             self._park(peer, packets, *wait)
         elif peer.framer.broken and not peer.closing:
-            log.warning("%s: oversized payload length; closing it", peer.who)
-            self.output.flush_dirty()  # the answers to what came before it still go
-            self.output.release(peer)
+            self._broken(peer)
+
+    def _broken(self, peer: Peer) -> None:
+        log.warning("%s: oversized payload length; closing it", peer.who)
+        self.output.flush_dirty()  # the answers to what came before it still go
+        self.output.release(peer)
 
     def _requests(self, peer: Peer, packets: Sequence[Packet], start: int,
                   paced: bool = False) -> tuple[int, float] | None:
