@@ -24,9 +24,9 @@ from typing import Any
 import trio
 
 from xenstore.daemon import __main__ as daemon_main
-from xenstore.daemon.carry import Effects
 from xenstore.daemon.ratelimit import TokenBucket
 from xenstore.daemon.shell import Shell
+from xenstore.protocol.codec import Framer
 
 FAULTS = ("dom0-accept", "guest-accept", "reader", "writer", "write-rate", "log-rate",
           "signals")
@@ -54,7 +54,7 @@ def install(name: str) -> None:
         Shell.start_peer = once(  # type: ignore[method-assign]
             name, Shell.start_peer, lambda self, sock, domid: domid is not None)
     elif name == "reader":
-        Effects.carry_out = once(name, Effects.carry_out)  # type: ignore[method-assign]
+        Framer.feed = once(name, Framer.feed)  # type: ignore[method-assign]
     elif name == "writer":
         # Only the writer task waits for a socket to become writable.
         trio.lowlevel.wait_writable = once(name, trio.lowlevel.wait_writable)
