@@ -102,6 +102,8 @@ class HotLoop:
         self.rounds_in_place = 0
         #: True while a round is served (what it closes is ended at its end).
         self.in_round = False
+        #: How many descriptors the current round found ready.
+        self.round_size = 0
 
     def add(self, fd: int) -> None:
         self._mine.register(fd, _IN)
@@ -169,6 +171,7 @@ class HotLoop:
         trio_ready = False
         trio_fd, bell_fd, serve = self._trio_fd, self._bell_fd, self._serve
         self.in_round = True
+        self.round_size = len(events)
         try:
             for fd, _ in events:
                 if fd == trio_fd:

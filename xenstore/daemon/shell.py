@@ -249,8 +249,8 @@ class Shell:
 
     def _answer_one(self, peer: Peer, packet: Packet) -> None:
         """The common case, shortened: a dom0 connection sent one request and nothing
-        watches the traffic. A lone reply to it is written at once; anything else goes
-        through :class:`~xenstore.daemon.carry.Effects` as usual."""
+        watches the traffic. A lone reply skips :class:`~xenstore.daemon.carry.Effects`
+        (and, alone in its round, the round's flush); anything else goes the usual way."""
         try:
             effects = self.server.handle(peer.conn_id, packet)
         except Exception:  # the core answers its own bugs with EIO...
@@ -260,7 +260,11 @@ class Shell:
         effect = effects[0]
         if len(effects) == 1 and type(effect) is Send and effect[0] == peer.conn_id:
             op, req_id, tx_id, payload = effect[1]
-            self.output.send(peer, _pack(op, req_id, tx_id, len(payload)) + payload)
+            data = _pack(op, req_id, tx_id, len(payload)) + payload
+            if self.hot.round_size == 1:
+                self.output.send(peer, data)
+            else:  # others are ready too: one write each once all are answered, as a
+                self.output.post(peer, data)  # write now would wake a client mid-round
         else:
             self.effects.carry_out(effects)
         if peer.framer.broken and not peer.closing:
