@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from xenstore.daemon.quotas import Quotas
     from xenstore.daemon.state import Connection, ServerState
     from xenstore.daemon.watch_ops import WatchOps
+    from xenstore.store import View
     from xenstore.transactions import Transaction
 
 OK = b"OK\0"
@@ -49,11 +50,11 @@ class NodeOps:
     def read(self, conn: Connection, tx: Transaction | None, payload: bytes,
              out: Outbox) -> bytes:
         path = self.access.path(conn, one_arg(payload))
-        if tx is None and conn.privileged:  # dom0 outside a transaction: no checks to make
-            store = self.state.store
-            if not store.exists(path):
+        if conn.privileged:  # dom0: no access check or quota to make
+            seen: View = self.state.store if tx is None else tx
+            if not seen.exists(path):
                 raise ENOENT(path)
-            return store.value(path)
+            return seen.value(path)
         view = self.quotas.view(conn, tx, out)
         self.access.check(conn, view, path, perms.READ)
         return view.value(path)
@@ -65,8 +66,9 @@ class NodeOps:
             raise EINVAL("WRITE needs a path and a value")
         path = self.access.path(conn, payload[:cut].decode("latin-1"))
         self._injected_write_error(path)
-        if tx is None and conn.privileged:  # dom0 outside a transaction: no checks to make
-            self.watches.fire(self.state.store.write(path, payload[cut + 1:], None), out)
+        if conn.privileged:  # dom0: no access check or quota to make (a transaction's
+            into: View = self.state.store if tx is None else tx  # write records its reads)
+            self.watches.fire(into.write(path, payload[cut + 1:], None), out)
             return OK
         view = self.quotas.view(conn, tx, out)
         self.quotas.check_size(conn, path, len(payload) - cut - 1, out)
