@@ -45,7 +45,7 @@ def test_a_sound_server_has_no_problems() -> None:
 
 
 def corrupt_tree(s: Scene) -> None:
-    del s.server.store.nodes["/tool/xenstored"]
+    del s.server.store.dirs["/tool"].children["xenstored"]  # type: ignore[union-attr]
 
 
 def empty_perms(s: Scene) -> None:
@@ -124,7 +124,7 @@ def features_pending_for_a_domain(s: Scene) -> None:
 
 
 DAMAGE: dict[str, tuple[Callable[[Scene], None], str]] = {
-    "tree": (corrupt_tree, "lists missing child xenstored"),
+    "tree": (corrupt_tree, "/tool: an empty child dict"),
     "empty perms": (empty_perms, "/tool: perms () are not a non-empty tuple"),
     "unknown access": (unknown_access, "unknown access bits"),
     "reserved owner": (reserved_owner, "owned by reserved domid 32752"),
@@ -197,6 +197,6 @@ def test_control_check_reports_more_than_the_tree() -> None:
 def test_a_check_that_trips_on_the_damage_is_reported() -> None:
     scene = Scene()
     # Damage no check expects: a node that is not a node at all.
-    scene.server.store.nodes["/tool"] = None  # type: ignore[assignment]
+    scene.server.store.dirs["/"].children["tool"] = None  # type: ignore[index,assignment]
     found = invariants.problems(scene.server)
     assert any(p.startswith("checking the tree failed: AttributeError") for p in found), found

@@ -18,14 +18,18 @@ def built() -> Store:
     return store
 
 
-def drop_listing(store: Store) -> None:
-    children = store.nodes["/a"].children
+def unindex(store: Store) -> None:
+    del store.dirs["/a/b"]  # /a/b/c is still in the tree, but a lookup misses it
+
+
+def drop_subtree(store: Store) -> None:
+    children = store.dirs["/a"].children
     assert children is not None
-    del children["/a/d"]
+    del children["b"]  # /a/b stays indexed, its nodes still counted
 
 
-def orphan(store: Store) -> None:
-    del store.nodes["/a/b"]  # /a/b/c is left without its parent, /a lists a ghost
+def empty_children(store: Store) -> None:
+    store.nodes["/e"].children = {}
 
 
 def no_perms(store: Store) -> None:
@@ -41,7 +45,7 @@ def miscount(store: Store) -> None:
 
 
 def stray(store: Store) -> None:
-    store.nodes["/x/y"] = Node(b"", owner_only(5), store.generation)
+    store.dirs["/x/y"] = Node(b"", owner_only(5), store.generation)
 
 
 def versions_out_of_order(store: Store) -> None:
@@ -63,7 +67,7 @@ def versions_without_snapshot(store: Store) -> None:
 
 
 @pytest.mark.parametrize("damage", [
-    drop_listing, orphan, no_perms, future, miscount, stray,
+    unindex, drop_subtree, empty_children, no_perms, future, miscount, stray,
     versions_out_of_order, versions_unqueued, versions_without_snapshot,
 ])
 def test_repair_makes_a_damaged_tree_sound(damage: Callable[[Store], None]) -> None:
@@ -81,10 +85,11 @@ def test_repair_makes_a_damaged_tree_sound(damage: Callable[[Store], None]) -> N
 
 def test_repair_keeps_what_is_sound() -> None:
     store = built()
-    drop_listing(store)
+    unindex(store)
+    assert "/a/b/c" not in store.nodes
     store.repair()
     assert {"/a", "/a/b", "/a/b/c", "/a/d", "/e"} <= set(store.nodes)
-    assert store.nodes["/a/d"].value == b"v"
+    assert store.nodes["/a/b/c"].value == b"v"
 
 
 def test_repair_keeps_the_versions_a_snapshot_reads() -> None:

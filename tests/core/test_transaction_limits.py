@@ -80,7 +80,7 @@ def test_starting_a_transaction_touches_no_node() -> None:
         store = server.store
         for i in range(size):
             store.write(f"/d/n{i // 1000}/m{i}", b"v", None)
-        store.nodes = Counting(store.nodes)
+        store.dirs = Counting(store.dirs)
         Counting.touched = 0
         caller = Caller(server)
         for _ in range(10):

@@ -23,7 +23,8 @@ from xenstore.daemon.effects import Log, Outbox, Send
 from xenstore.daemon.shell import Shell, ShellOptions
 from xenstore.protocol.codec import Packet
 from xenstore.protocol.ops import Op
-from xenstore.store import Store
+from xenstore.store import node as node_module
+from xenstore.store import tree as tree_module
 from xenstore.transactions import Transaction
 
 
@@ -83,17 +84,21 @@ def test_an_internal_error_after_the_change_leaves_the_tree_sound(
 def test_an_internal_error_half_way_through_a_change_leaves_the_tree_sound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A bug that interrupts a change after the node went in but before its parent
-    listed it: the core repairs the tree (the flat dict is the truth), logs what it
-    repaired, and goes on serving."""
+    """A bug that interrupts a change after a new directory went in but before its
+    child did: the core repairs the tree (the tree from the root is the truth), logs
+    what it repaired, and goes on serving."""
     server = Server()
     conn = server.connect()
+    named: list[str] = []
 
-    def broken_account(self: Store, owner: int, nodes: int, held: int) -> None:
-        raise RuntimeError("injected bug in the accounting")
+    def broken_name_of(path: str) -> str:
+        if named:
+            raise RuntimeError("injected bug in naming the second new node")
+        named.append(path)
+        return node_module.name_of(path)
 
     with monkeypatch.context() as patch:
-        patch.setattr(Store, "_account", broken_account)
+        patch.setattr(tree_module, "name_of", broken_name_of)
         effects = server.handle(conn, Packet(Op.WRITE, 1, 0, b"/a/b\0v"))
     assert effects[-1] == Send(conn, Packet(Op.ERROR, 1, 0, b"EIO\0"))
     assert server.store.check() == []

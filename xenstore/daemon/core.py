@@ -236,8 +236,8 @@ class Server:
             path = self.access.path(conn, payload[:-1].decode("latin-1"))
         except XenStoreError:
             return None
-        store = self.state.store
-        return store.value(path) if store.exists(path) else None
+        node = self.state.store.node(path)
+        return None if node is None else node.value
 
     def _internal_error(self, conn: Connection, packet: Packet, exc: Exception,
                         out: Outbox) -> bytes:

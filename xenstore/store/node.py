@@ -3,36 +3,42 @@ names, its subtree, the perms of a node made under it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Iterator
 
 from xenstore import paths
 from xenstore.perms import Perm, Perms, intern
 
+#: Values up to this long are shared between nodes through :func:`shared_value`.
+SHARED_VALUE_MAX = 40
+#: How many distinct values the table keeps before it starts again.
+SHARED_VALUES_MAX = 1 << 14
 
 class Node:
-    """One node. ``children`` maps the children's paths to ``None`` (an ordered set),
-    or is ``None`` for a node without children: most nodes are leaves, and an empty
-    dict costs 64 bytes each.
+    """One node. ``children`` maps the children's names (interned: the same few
+    names recur under every domain) to their nodes, in insertion order, or is
+    ``None`` for a node without children: most nodes are leaves, and an empty
+    dict costs 64 bytes each. A node does not hold its own path: a leaf lives
+    only in its parent's ``children``; the store indexes only the nodes with
+    children by path (:attr:`Store.dirs <xenstore.store.tree.Store.dirs>`).
 
     ``vgen``, ``pgen`` and ``cgen`` are the generations of the commits that last
     changed its value (or made it), its perms and its child list.
     """
 
-    __slots__ = ("cgen", "children", "listing", "perms", "pgen", "value", "vgen")
+    __slots__ = ("cgen", "children", "perms", "pgen", "value", "vgen")
 
     def __init__(
         self,
         value: bytes,
         perms: Perms,
         gen: int,
-        children: dict[str, None] | None = None,
+        children: dict[str, Node] | None = None,
     ) -> None:
         self.value = value
         self.perms = perms
         self.vgen = self.pgen = self.cgen = gen
-        self.children: dict[str, None] | None = children or None
-        #: The children as DIRECTORY sends them, kept until the list changes.
-        self.listing: bytes | None = None
+        self.children: dict[str, Node] | None = children or None
 
     @property
     def generation(self) -> int:
@@ -52,6 +58,30 @@ class Node:
         )
 
 
+def shared_value(values: dict[bytes, bytes], value: bytes) -> bytes:
+    """An equal value already held by another node, if the table ``values`` (the
+    store's) knows one, else ``value``, now known.
+
+    Values recur across domains ("connected", "online", a MAC, a script's path):
+    a short value is kept once, the way perms are interned. The table is capped
+    and starts again when full, so values nobody repeats cannot grow it.
+    """
+    if len(value) > SHARED_VALUE_MAX:
+        return value
+    shared = values.get(value)
+    if shared is not None:
+        return shared
+    if len(values) >= SHARED_VALUES_MAX:
+        values.clear()
+    values[value] = value
+    return value
+
+
+def name_of(path: str) -> str:
+    """The last component of a (non-root) path, interned: names recur under every domain."""
+    return sys.intern(path[path.rfind("/") + 1:])
+
+
 def node_bytes(path: str, value: bytes, perms: Perms) -> int:
     """What a node holds against its owner's memory quota, as cxenstored sizes it:
     its path, its value, and 8 bytes per permission entry.
@@ -63,27 +93,42 @@ def node_bytes(path: str, value: bytes, perms: Perms) -> int:
     return len(path) + len(value) + 8 * len(perms)
 
 
-def child_names(path: str, children: dict[str, None] | None) -> list[str]:
-    """The children's names, in order, from a child dict keyed by their paths."""
-    if not children:
-        return []
-    cut = 1 if path == paths.ROOT else len(path) + 1
-    return [below[cut:] for below in children]
+def child_names(path: str, children: dict[str, Node] | None) -> list[str]:
+    """The children's names, in order (``path``, the parent's, is not needed since
+    children are keyed by name; kept so callers read the same)."""
+    return list(children) if children else []
 
 
-def postorder(path: str, lookup: Callable[[str], Node]) -> list[tuple[str, Node]]:
-    """The subtree at ``path`` (nodes from ``lookup``), children before parents."""
+def below(path: str, name: str) -> str:
+    """The path of child ``name`` of ``path``."""
+    return f"/{name}" if path == paths.ROOT else f"{path}/{name}"
+
+
+def postorder(path: str, node: Node) -> list[tuple[str, Node]]:
+    """The subtree of ``node`` at ``path``, children before parents, in child order."""
     out: list[tuple[str, Node]] = []
-    stack: list[tuple[str, bool]] = [(path, False)]
+    stack: list[tuple[str, Node, bool]] = [(path, node, False)]
     while stack:
-        top, expanded = stack.pop()
-        node = lookup(top)
-        if expanded or not node.children:
-            out.append((top, node))
+        top, at, expanded = stack.pop()
+        children = at.children
+        if expanded or not children:
+            out.append((top, at))
         else:
-            stack.append((top, True))
-            stack.extend((below, False) for below in reversed(node.children))
+            stack.append((top, at, True))
+            stack.extend((below(top, name), child, False)
+                         for name, child in reversed(children.items()))
     return out
+
+
+def preorder(path: str, node: Node) -> Iterator[tuple[str, Node]]:
+    """The subtree of ``node`` at ``path``, parents before children, in child order."""
+    stack = [(path, node)]
+    while stack:
+        top, at = stack.pop()
+        yield top, at
+        children = at.children
+        if children:
+            stack.extend((below(top, name), child) for name, child in reversed(children.items()))
 
 
 def inherited_perms(parent: Perms, owner: int | None) -> Perms:

@@ -1,11 +1,13 @@
 """The tree: nodes with values, permissions, ordered children, and their generations.
 
-Nodes live in one flat ``dict`` keyed by canonical path, so a READ is one
-lookup whatever the depth; each node also keeps its children in an
-insertion-ordered ``dict`` (O(1) add and remove, listed in the order cxenstored
-lists them). The child dict's keys are the children's full paths, the very
-string objects that key the flat dict: a name is cut from its path only when a
-listing is made, so no node pays for its name twice.
+Each node keeps its children in an insertion-ordered ``dict`` from name to node
+(O(1) add and remove, listed in the order cxenstored lists them); the names are
+interned, since the same few recur under every domain. A node does not hold its
+path. The nodes that have children (a quarter of a Xen host's store) are also
+indexed by path in one flat ``dict``, :attr:`Store.dirs`, so a lookup whatever the
+depth is two: the parent there, then the name in the parent's children. Leaves,
+most of the store, cost no path string and no slot of the flat dict (issue 17:
+memory at 10,000 domains).
 
 Every committed change (a request outside a transaction, or a whole
 transaction's commit) gets the next value of the store's ``generation``, which
@@ -31,13 +33,29 @@ from typing import Protocol
 from xenstore import paths
 from xenstore.changes import Change
 from xenstore.perms import Perms, owner_only
-from xenstore.store.node import Node, child_names, inherited_perms, node_bytes, postorder
+from xenstore.store import sound
+from xenstore.store.index import Nodes
+from xenstore.store.node import (
+    SHARED_VALUE_MAX,
+    Node,
+    child_names,
+    inherited_perms,
+    name_of,
+    node_bytes,
+    postorder,
+    preorder,
+    shared_value,
+)
 from xenstore.store.versions import Versions
 
 #: One change of a transaction's log, replayed by :meth:`Store.apply`:
 #: ``(kind, path, value or perms or None, owner)``, the kind one of
 #: ``"write"`` (a value), ``"mkdir"``, ``"perms"`` (perms) or ``"rm"``.
 Edit = tuple[str, str, "bytes | Perms | None", "int | None"]
+
+#: How many DIRECTORY answers the store keeps (each until its list changes)
+#: before it starts again: the directories listed lately, not every one ever.
+LISTINGS_KEPT = 4096
 
 
 class View(Protocol):
@@ -79,7 +97,16 @@ class Store:
 
     def __init__(self) -> None:
         self.generation = 0
-        self.nodes: dict[str, Node] = {"/": Node(b"", owner_only(0), 0)}
+        #: The root and every node with children, by path (see the module's doc).
+        self.dirs: dict[str, Node] = {"/": Node(b"", owner_only(0), 0)}
+        #: How many nodes the tree holds.
+        self.count = 1
+        #: Every node by path, looked up through :attr:`dirs` (read-only).
+        self.nodes = Nodes(self)
+        #: Short values shared between nodes (:func:`shared_value`).
+        self.values: dict[bytes, bytes] = {}
+        #: DIRECTORY's answers by path, each kept until its child list changes.
+        self.listings: dict[str, bytes] = {}
         self.versions = Versions()
         #: Nodes per owner domain, and the bytes they hold (:func:`node_bytes`):
         #: what the nodes and memory quotas read.
@@ -89,7 +116,22 @@ class Store:
         self.write("/tool/xenstored", b"", None)
 
     def __len__(self) -> int:
-        return len(self.nodes)
+        return self.count
+
+    def node(self, path: str) -> Node | None:
+        """The node at ``path`` now, or ``None``: its parent in :attr:`dirs`, then
+        its name in the parent's children (the root: in :attr:`dirs` itself)."""
+        head, _, name = path.rpartition("/")
+        try:  # a hit costs no test: READ's path
+            return self.dirs[head or "/"].children[name]  # type: ignore[index]
+        except (KeyError, TypeError):  # TypeError: the root without children
+            return self.dirs.get(path) if path == "/" else None
+
+    def _node(self, path: str) -> Node:
+        node = self.node(path)
+        if node is None:
+            raise KeyError(path)
+        return node
 
     # -- snapshots: what a transaction reads -------------------------------------
 
@@ -122,12 +164,12 @@ class Store:
             for gen, old in saved:
                 if gen > snapshot:
                     return old
-        return self.nodes.get(path)
+        return self.node(path)
 
     def generations(self, path: str) -> tuple[int, int, int] | None:
         """The generations that last changed the node's value (or made it), perms
         and child list, now; ``None`` when there is no node at ``path``."""
-        node = self.nodes.get(path)
+        node = self.node(path)
         return None if node is None else (node.vgen, node.pgen, node.cgen)
 
     def set_generations(self, path: str, vgen: int, pgen: int, cgen: int) -> None:
@@ -138,28 +180,39 @@ class Store:
     # -- reads (the View protocol, on the current tree) ------------------------
 
     def exists(self, path: str) -> bool:
-        return path in self.nodes
+        # self.node(path) is not None, inline: every request asks this first.
+        head, _, name = path.rpartition("/")
+        above = self.dirs.get(head or "/")
+        if above is None:
+            return False
+        children = above.children
+        return bool(children and name in children) or len(path) == 1
 
     def value(self, path: str) -> bytes:
-        return self.nodes[path].value
+        return self._node(path).value
 
     def perms(self, path: str) -> Perms:
-        return self.nodes[path].perms
+        return self._node(path).perms
 
     def children(self, path: str) -> Iterable[str]:
-        return child_names(path, self.nodes[path].children)
+        return child_names(path, self._node(path).children)
 
     def listing(self, path: str) -> bytes:
-        """The children as DIRECTORY sends them (``name\0`` each), computed once per change."""
-        node = self.nodes[path]
-        listing = node.listing
+        """The children as DIRECTORY sends them (``name\0`` each), made once per
+        change of the list while the table of them holds it."""
+        listing = self.listings.get(path)
         if listing is None:
-            names = child_names(path, node.children)
-            listing = node.listing = "\0".join(names).encode() + b"\0" if names else b""
+            children = self._node(path).children
+            if not children:
+                return b""  # not kept: a leaf removed and made again as a directory
+            listing = "\0".join(children).encode() + b"\0"
+            if len(self.listings) >= LISTINGS_KEPT:
+                self.listings.clear()
+            self.listings[path] = listing
         return listing
 
     def gencnt(self, path: str) -> int:
-        return self.nodes[path].generation
+        return self._node(path).generation
 
     def pending_usage(self, domid: int) -> tuple[int, int]:
         """Nothing pending: the store's changes are committed as they are made."""
@@ -174,7 +227,7 @@ class Store:
 
     def mkdir(self, path: str, owner: int | None) -> Change | None:
         """Create the node (and missing ancestors) if it does not exist."""
-        if path in self.nodes:
+        if self.node(path) is not None:
             return None
         self.generation += 1
         return self._mkdir(path, owner, self.generation)
@@ -208,7 +261,7 @@ class Store:
                 assert isinstance(arg, bytes)
                 change: Change | None = self._write(path, arg, owner, gen)
             elif kind == "mkdir":
-                change = self._mkdir(path, owner, gen) if path not in self.nodes else None
+                change = self._mkdir(path, owner, gen) if self.node(path) is None else None
             elif kind == "perms":
                 assert isinstance(arg, tuple)
                 change = self._set_perms(path, arg, gen)
@@ -220,66 +273,82 @@ class Store:
         return list(changes.values())
 
     def _write(self, path: str, value: bytes, owner: int | None, gen: int) -> Change:
-        node = self.nodes.get(path)
+        head, _, name = path.rpartition("/")
+        above = self.dirs.get(head or "/")
+        children = above.children if above is not None else None
+        node = children.get(name) if children else None
         if node is None:
-            node = self._create(path, value, owner, gen)
-        else:
-            self.versions.save(path, node, gen)
-            # node_bytes counts the value byte for byte: the rest of it stays.
-            self._account(node.perms[0].domid, 0, len(value) - len(node.value))
-            node.value = value
-            node.vgen = gen
-        return Change(path, (node.perms, self.nodes[paths.parent(path)].perms))
+            if path == paths.ROOT:
+                above = node = self.dirs[path]
+            else:
+                node = self._create(path, value, owner, gen)
+                return Change(path, (node.perms, self._node(paths.parent(path)).perms))
+        assert above is not None
+        self.versions.save(path, node, gen)
+        # node_bytes counts the value byte for byte: the rest of it stays.
+        self._account(node.perms[0].domid, 0, len(value) - len(node.value))
+        # shared_value, its usual case inline: a short value the table knows.
+        node.value = ((len(value) <= SHARED_VALUE_MAX and self.values.get(value))
+                      or shared_value(self.values, value))
+        node.vgen = gen
+        return Change(path, (node.perms, above.perms))
 
     def _mkdir(self, path: str, owner: int | None, gen: int) -> Change:
         node = self._create(path, b"", owner, gen)
-        return Change(path, (node.perms, self.nodes[paths.parent(path)].perms))
+        return Change(path, (node.perms, self._node(paths.parent(path)).perms))
 
     def _create(self, path: str, value: bytes, owner: int | None, gen: int) -> Node:
-        nodes = self.nodes
         missing = [path]
         top = paths.parent(path)
-        while top not in nodes:
+        above = self.node(top)
+        while above is None:
             missing.append(top)
             top = paths.parent(top)
+            above = self.node(top)
         missing.reverse()
-        above = nodes[top]
         save = self.versions.save
         save(top, above, gen)
         if above.children is None:
             above.children = {}
-        above.children[missing[0]] = None
-        above.listing = None
+            self.dirs[top] = above
+        self.listings.pop(top, None)
         above.cgen = gen
         perms = inherited_perms(above.perms, owner)
         held = node_bytes(path, value, perms)
         for new in missing[:-1]:
             held += node_bytes(new, b"", perms)
         self._account(perms[0].domid, len(missing), held)
+        self.count += len(missing)
         node = above
-        for index, new in enumerate(missing):
+        for new in missing:
             save(new, None, gen)
             last = new == path
-            children = None if last else {missing[index + 1]: None}
-            node = Node(value if last else b"", perms, gen, children)
-            nodes[new] = node
+            made = Node(shared_value(self.values, value) if last else b"", perms, gen)
+            assert node.children is not None
+            node.children[name_of(new)] = made
+            if not last:
+                made.children = {}
+                self.dirs[new] = made
+            node = made
         return node
 
     def _set_perms(self, path: str, perms: Perms, gen: int) -> Change:
-        node = self.nodes[path]
+        node = self._node(path)
         self.versions.save(path, node, gen)
         old = node.perms
         self._account(old[0].domid, -1, -node_bytes(path, node.value, old))
         self._account(perms[0].domid, 1, node_bytes(path, node.value, perms))
         node.perms = perms
         node.pgen = gen
-        return Change(path, (old, perms, self.nodes[paths.parent(path)].perms))
+        return Change(path, (old, perms, self._node(paths.parent(path)).perms))
 
     def _remove(self, path: str, detail: bool, gen: int) -> Change:
-        nodes = self.nodes
+        dirs = self.dirs
         above_path = paths.parent(path)
-        above = nodes[above_path]
-        removed = postorder(path, nodes.__getitem__)
+        above = dirs[above_path]
+        assert above.children is not None
+        name = paths.basename(path)
+        removed = postorder(path, above.children[name])
         entries: tuple[tuple[str, tuple[Perms, ...]], ...] = ()
         if detail and len(removed) > 1:
             node_of = dict(removed)
@@ -295,19 +364,24 @@ class Store:
         # tens of thousands of nodes of one or two owners.
         counts: dict[int, int] = {}
         sizes: dict[int, int] = {}
+        listings = self.listings
         for gone, node in removed:
             owner = node.perms[0].domid
             counts[owner] = counts.get(owner, 0) - 1
             sizes[owner] = sizes.get(owner, 0) - node_bytes(gone, node.value, node.perms)
-            del nodes[gone]
+            if node.children:
+                del dirs[gone]
+                listings.pop(gone, None)
         for owner, count in counts.items():
             self._account(owner, count, sizes[owner])
+        self.count -= len(removed)
         versions.save(above_path, above, gen)
-        assert above.children is not None
-        del above.children[path]
+        del above.children[name]
         if not above.children:
             above.children = None
-        above.listing = None
+            if above_path != paths.ROOT:
+                del dirs[above_path]
+        listings.pop(above_path, None)
         above.cgen = gen
         return Change(path, (removed[-1][1].perms, above.perms), entries)
 
@@ -324,100 +398,19 @@ class Store:
 
     def walk(self, path: str) -> Iterator[str]:
         """``path`` and every path below it, parents before children."""
-        nodes = self.nodes
-        stack = [path]
-        while stack:
-            top = stack.pop()
-            yield top
-            children = nodes[top].children
-            if children:
-                stack.extend(reversed(children))
+        for below, _ in preorder(path, self._node(path)):
+            yield below
+
+    def items(self) -> Iterator[tuple[str, Node]]:
+        """Every node with its path, parents before children, in child order."""
+        return preorder(paths.ROOT, self.dirs[paths.ROOT])
 
     def check(self) -> list[str]:
-        """The tree's invariants, as a list of violations (empty when sound).
-
-        Every node but the root is listed by its parent, every listed child
-        exists, no node is newer than the generation counter, every node has at
-        least its owner's permission entry, the owner accounts match a recount,
-        and the saved versions are sound (:meth:`Versions.problems`).
-        """
-        problems = []
-        nodes = self.nodes
-        if "/" not in nodes:
-            return ["the root is missing"]
-        for path, node in nodes.items():
-            if not node.perms:
-                problems.append(f"{path}: no permissions")
-            if node.generation > self.generation:
-                problems.append(f"{path}: generation {node.generation} from the future")
-            for below in node.children or ():
-                if below not in nodes or paths.parent(below) != path:
-                    problems.append(f"{path}: lists missing child {paths.basename(below)}")
-            if path != "/":
-                above = nodes.get(paths.parent(path))
-                if above is None or path not in (above.children or ()):
-                    problems.append(f"{path}: not listed by its parent")
-        problems += self.versions.problems(self.generation)
-        counted, held = self._recount()
-        if counted != self.owned or held != self.owned_bytes:
-            problems.append(
-                f"owner accounts {self.owned} {self.owned_bytes} but the tree has {counted} {held}"
-            )
-        return problems
-
-    def _recount(self) -> tuple[dict[int, int], dict[int, int]]:
-        """Nodes and bytes per owner, counted from the tree (nodes without perms skipped)."""
-        counted: dict[int, int] = {}
-        held: dict[int, int] = {}
-        for path, node in self.nodes.items():
-            if not node.perms:
-                continue
-            owner = node.perms[0].domid
-            counted[owner] = counted.get(owner, 0) + 1
-            held[owner] = held.get(owner, 0) + node_bytes(path, node.value, node.perms)
-        return counted, held
+        """The tree's invariants, as a list of violations (empty when sound): see
+        :func:`~xenstore.store.sound.check`."""
+        return sound.check(self)
 
     def repair(self) -> list[str]:
-        """Make the tree sound again after a bug interrupted a change half-way.
-
-        The flat dict is taken as the truth: child lists are made to match it,
-        nodes whose parent is gone are dropped, a node without perms gets dom0's,
-        and the owner accounts are recounted. The change that was interrupted may
-        be left half done, but every invariant of :meth:`check` holds again.
-        Returns what was repaired (empty when nothing was wrong); O(nodes), for
-        the rare bug, never for a request's normal path.
-        """
-        done: list[str] = []
-        nodes = self.nodes
-        if "/" not in nodes:
-            nodes["/"] = Node(b"", owner_only(0), self.generation)
-            done.append("the root was missing: made again")
-        for path in sorted((p for p in nodes if p != "/"), key=lambda p: p.count("/")):
-            above = nodes.get(paths.parent(path))
-            if above is None:  # its parent went first (parents sort before children)
-                del nodes[path]
-                done.append(f"{path}: its parent is gone; dropped")
-            elif path not in (above.children or ()):
-                above.children = {**(above.children or {}), path: None}
-                above.listing = None
-                done.append(f"{path}: was not listed by its parent; listed")
-        for path, node in nodes.items():
-            if node.children and any(
-                below not in nodes or paths.parent(below) != path for below in node.children
-            ):
-                kept = {b: None for b in node.children if b in nodes and paths.parent(b) == path}
-                node.children = kept or None
-                node.listing = None
-                done.append(f"{path}: listed children that are not there; unlisted")
-            if not node.perms:
-                node.perms = owner_only(0)
-                done.append(f"{path}: had no permissions; given to dom0")
-            if node.generation > self.generation:
-                self.generation = node.generation
-                done.append(f"{path}: newer than the generation counter; counter moved")
-        done += self.versions.repair(self.generation)
-        counted, held = self._recount()
-        if counted != self.owned or held != self.owned_bytes:
-            self.owned, self.owned_bytes = counted, held
-            done.append("owner accounts recounted")
-        return done
+        """Make the tree sound again after a bug interrupted a change half-way; what
+        was repaired: see :func:`~xenstore.store.sound.repair`."""
+        return sound.repair(self)

@@ -12,6 +12,7 @@ transaction open nothing is kept but the current tree.
 from __future__ import annotations
 
 import bisect
+import sys
 from collections import deque
 
 from xenstore.perms import Perms
@@ -23,6 +24,10 @@ Plain = tuple[bytes, Perms, tuple[int, int, int], list[str]] | None
 
 #: Problems reported per kind before the rest are summed up.
 SHOWN = 5
+
+#: What the children of a version put back by :meth:`Versions.keep` map to: a saved
+#: version's children are only ever read for their names.
+_LISTED = Node(b"", (), 0)
 
 
 class Versions:
@@ -105,8 +110,7 @@ class Versions:
         node = None
         if version is not None:
             value, perms, (vgen, pgen, cgen), names = version
-            prefix = path + "/" if path != "/" else "/"
-            node = Node(value, perms, vgen, {prefix + name: None for name in names})
+            node = Node(value, perms, vgen, dict.fromkeys(map(sys.intern, names), _LISTED))
             node.pgen, node.cgen = pgen, cgen
         self.history.setdefault(path, []).append((gen, node))
         self.order.append((gen, path))
