@@ -238,37 +238,33 @@ class Shell:
                 log.warning("%s: %s; closing it", peer.who, exc)
                 self.output.release(peer)
                 return
-            if (len(packets) == 1 and peer.domid is None and not peer.out
-                    and not self.effects.tracer and not self.monitor.active
-                    and not self.delayed.active):
-                self._answer_one(peer, packets[0])
-            else:
+            if (len(packets) != 1 or peer.domid is not None or peer.out
+                    or self.effects.tracer or self.monitor.active or self.delayed.active):
                 self._serve_packets(peer, packets)
+                return
+            # The common case, shortened: a dom0 connection sent one request and nothing
+            # watches the traffic. A lone reply skips Effects (and, alone in its round,
+            # the round's flush); anything else goes the usual way.
+            try:
+                effects = self.server.handle(peer.conn_id, packets[0])
+            except Exception:  # the core answers its own bugs with EIO...
+                log.exception("%s: internal error around %r", peer.who, packets[0])
+                self.output.close_peer(peer.conn_id, "internal error")  # ...not these
+                return
+            effect = effects[0]
+            if len(effects) == 1 and type(effect) is Send and effect[0] == peer.conn_id:
+                op, req_id, tx_id, payload = effect[1]
+                data = _pack(op, req_id, tx_id, len(payload)) + payload
+                if self.hot.round_size == 1:
+                    self.output.send(peer, data)
+                else:  # others are ready too: one write each once all are answered,
+                    self.output.post(peer, data)  # as writing now wakes a client mid-round
+            else:
+                self.effects.carry_out(effects)
+            if peer.framer.broken and not peer.closing:
+                self._broken(peer)
         except Exception:
             self._failed(peer)
-
-    def _answer_one(self, peer: Peer, packet: Packet) -> None:
-        """The common case, shortened: a dom0 connection sent one request and nothing
-        watches the traffic. A lone reply skips :class:`~xenstore.daemon.carry.Effects`
-        (and, alone in its round, the round's flush); anything else goes the usual way."""
-        try:
-            effects = self.server.handle(peer.conn_id, packet)
-        except Exception:  # the core answers its own bugs with EIO...
-            log.exception("%s: internal error around %r", peer.who, packet)
-            self.output.close_peer(peer.conn_id, "internal error")  # ...but not these
-            return
-        effect = effects[0]
-        if len(effects) == 1 and type(effect) is Send and effect[0] == peer.conn_id:
-            op, req_id, tx_id, payload = effect[1]
-            data = _pack(op, req_id, tx_id, len(payload)) + payload
-            if self.hot.round_size == 1:
-                self.output.send(peer, data)
-            else:  # others are ready too: one write each once all are answered, as a
-                self.output.post(peer, data)  # write now would wake a client mid-round
-        else:
-            self.effects.carry_out(effects)
-        if peer.framer.broken and not peer.closing:
-            self._broken(peer)
 
     def _failed(self, peer: Peer) -> None:
         log.exception("internal error serving %s; it is closed", peer.who)

@@ -48,6 +48,9 @@ from xenstore.store.node import (
 )
 from xenstore.store.versions import Versions
 
+#: tuple.__new__ skips the namedtuple's Python-level __new__: a Change per write.
+_new = tuple.__new__
+
 #: One change of a transaction's log, replayed by :meth:`Store.apply`:
 #: ``(kind, path, value or perms or None, owner)``, the kind one of
 #: ``"write"`` (a value), ``"mkdir"``, ``"perms"`` (perms) or ``"rm"``.
@@ -282,7 +285,7 @@ class Store:
                 above = node = self.dirs[path]
             else:
                 node = self._create(path, value, owner, gen)
-                return Change(path, (node.perms, self._node(paths.parent(path)).perms))
+                return _new(Change, (path, (node.perms, self._node(paths.parent(path)).perms), ()))
         assert above is not None
         self.versions.save(path, node, gen)
         # node_bytes counts the value byte for byte: the rest of it stays.
@@ -291,11 +294,11 @@ class Store:
         node.value = ((len(value) <= SHARED_VALUE_MAX and self.values.get(value))
                       or shared_value(self.values, value))
         node.vgen = gen
-        return Change(path, (node.perms, above.perms))
+        return _new(Change, (path, (node.perms, above.perms), ()))
 
     def _mkdir(self, path: str, owner: int | None, gen: int) -> Change:
         node = self._create(path, b"", owner, gen)
-        return Change(path, (node.perms, self._node(paths.parent(path)).perms))
+        return _new(Change, (path, (node.perms, self._node(paths.parent(path)).perms), ()))
 
     def _create(self, path: str, value: bytes, owner: int | None, gen: int) -> Node:
         missing = [path]
