@@ -217,7 +217,10 @@ class Shell:
     def _serve_fd(self, fd: int) -> None:
         """The hot loop found ``fd`` readable: read it once, answer what came."""
         peer = self._by_fd.get(fd)
-        if peer is None or peer.closing or peer.parked:
+        if peer is None:  # never expected: but a descriptor nobody reads would spin the loop
+            self.hot.discard(fd)
+            return
+        if peer.closing or peer.parked:
             return
         try:
             if peer.backlog and self._stalled(peer):
