@@ -33,7 +33,6 @@ import socket
 from collections.abc import Callable
 
 import trio
-from trio.testing import wait_all_tasks_blocked
 
 from xenstore.daemon import runloop
 
@@ -142,7 +141,7 @@ class HotLoop:
             if loop is None:
                 continue
             with trio.move_on_after(IDLE_WAIT) as waited:
-                await wait_all_tasks_blocked(0)
+                await loop.wait_idle(0)
             if not waited.cancelled_caught and not loop.idle_waiters:
                 self._serve_in_place(loop)
 

@@ -24,7 +24,7 @@ slower.
 from __future__ import annotations
 
 import select
-from collections.abc import Sized
+from collections.abc import Awaitable, Callable, Sized
 from dataclasses import dataclass
 
 __all__ = ["RunLoop", "probe"]
@@ -40,12 +40,15 @@ class RunLoop:
     runq: Sized
     #: Tasks in ``wait_all_tasks_blocked`` (tests'): they need trio's loop to see it idle.
     idle_waiters: Sized
+    #: ``wait_all_tasks_blocked`` itself, taken from where trio defines it: importing
+    #: ``trio.testing``, which re-exports it, costs the daemon 10 MiB of memory.
+    wait_idle: Callable[[float], Awaitable[None]]
 
 
 def probe() -> RunLoop | None:
     """trio's epoll descriptor and run queue, when this trio is known to keep them."""
     try:
-        from trio._core._run import GLOBAL_RUN_CONTEXT, SystemClock
+        from trio._core._run import GLOBAL_RUN_CONTEXT, SystemClock, wait_all_tasks_blocked
 
         runner = GLOBAL_RUN_CONTEXT.runner
         epoll = runner.io_manager._epoll
@@ -60,4 +63,4 @@ def probe() -> RunLoop | None:
     if (type(clock) is not SystemClock or not isinstance(runq, Sized)
             or not isinstance(idle_waiters, Sized)):
         return None
-    return RunLoop(epoll.fileno(), runq, idle_waiters)
+    return RunLoop(epoll.fileno(), runq, idle_waiters, wait_all_tasks_blocked)
