@@ -38,7 +38,9 @@ from xenstore.store.index import Nodes
 from xenstore.store.node import (
     SHARED_VALUE_MAX,
     Node,
+    add_child,
     child_names,
+    drop_child,
     inherited_perms,
     name_of,
     node_bytes,
@@ -312,7 +314,6 @@ class Store:
         save = self.versions.save
         save(top, above, gen)
         if above.children is None:
-            above.children = {}
             self.dirs[top] = above
         self.listings.pop(top, None)
         above.cgen = gen
@@ -327,11 +328,9 @@ class Store:
             save(new, None, gen)
             last = new == path
             made = Node(shared_value(self.values, value) if last else b"", perms, gen)
-            assert node.children is not None
-            node.children[name_of(new)] = made
+            add_child(node, name_of(new), made)
             if not last:
-                made.children = {}
-                self.dirs[new] = made
+                self.dirs[new] = made  # its child comes next
             node = made
         return node
 
@@ -379,11 +378,9 @@ class Store:
             self._account(owner, count, sizes[owner])
         self.count -= len(removed)
         versions.save(above_path, above, gen)
-        del above.children[name]
-        if not above.children:
-            above.children = None
-            if above_path != paths.ROOT:
-                del dirs[above_path]
+        drop_child(above, name)
+        if not above.children and above_path != paths.ROOT:
+            del dirs[above_path]
         listings.pop(above_path, None)
         above.cgen = gen
         return Change(path, (removed[-1][1].perms, above.perms), entries)

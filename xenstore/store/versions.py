@@ -16,7 +16,7 @@ import sys
 from collections import deque
 
 from xenstore.perms import Perms
-from xenstore.store.node import Node, child_names
+from xenstore.store.node import Node, child_names, children_of
 
 #: A saved version as plain data: value, perms, (vgen, pgen, cgen), children's names;
 #: None where there was no node.
@@ -110,7 +110,8 @@ class Versions:
         node = None
         if version is not None:
             value, perms, (vgen, pgen, cgen), names = version
-            node = Node(value, perms, vgen, dict.fromkeys(map(sys.intern, names), _LISTED))
+            node = Node(value, perms, vgen,
+                        children_of((sys.intern(name), _LISTED) for name in names))
             node.pgen, node.cgen = pgen, cgen
         self.history.setdefault(path, []).append((gen, node))
         self.order.append((gen, path))
