@@ -13,28 +13,15 @@ queued for it.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
+from tests.reference.liveupdate import live_update, to_ours
 from xenstore.client import Client
 from xsref import launcher
-
-CONTROL = os.path.join(launcher.XEN_BIN_DIR, "xenstore-control")
-REPO = Path(__file__).resolve().parents[2]
-WRAPPER = f"""#!/bin/sh
-unset LD_PRELOAD
-PYTHONPATH={REPO}
-export PYTHONPATH
-exec {sys.executable} -m xenstore.daemon "$@" -V
-"""
 
 
 def test_cxenstored_live_updates_into_ours(ref_daemon: launcher.ReferenceDaemon) -> None:
     socket_path = ref_daemon.socket_path
-    wrapper = Path(ref_daemon.directory) / "to-ours.sh"
-    wrapper.write_text(WRAPPER)
-    wrapper.chmod(0o700)
+    wrapper = to_ours(ref_daemon.directory)
     with Client(socket_path) as watcher, Client(socket_path) as writer:
         writer.write("/data/binary", b"\x00\xff\x01end")
         writer.write("/data/empty", b"")
@@ -45,12 +32,7 @@ def test_cxenstored_live_updates_into_ours(ref_daemon: launcher.ReferenceDaemon)
         before = {p: (writer.read(p), writer.get_perms(p)) for p in
                   ("/", "/data", "/data/binary", "/data/empty", "/tool")}
 
-        env = {**os.environ, "XENSTORED_PATH": socket_path}
-        done = subprocess.run([CONTROL, "live-update", str(wrapper)], env=env,
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr + ref_daemon.stderr_text()
-        assert ref_daemon.running(), ref_daemon.stderr_text()
-        assert "live update: adopted" in ref_daemon.stderr_text()
+        live_update(socket_path, wrapper, ref_daemon.running, ref_daemon.stderr_text)
 
         # The same connections, now ours: same answers, and the watch still fires.
         after = {p: (writer.read(p), writer.get_perms(p)) for p in before}

@@ -12,10 +12,8 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from tests.reference.test_live_update_queued import _events, _live_update, _our_daemon, _wrapper
-from tests.reference.test_live_update_to_c import _update, _wrappers
+from tests.reference.liveupdate import events, live_update, our_daemon, to_ours
 from xenstore.client import Client
 from xenstore.protocol.codec import Framer, Packet, encode, join
 from xenstore.protocol.ops import Op
@@ -40,34 +38,32 @@ def _half_then_update(socket_path: str, update: Callable[[], None],
             assert f"{cut} byte(s) of requests received" in said(), said()  # data_in
         assert writer.exists("/data/other") and not writer.exists("/data/half")
         half.sendall(request[cut:])
-        assert _events(half, framer, 1, 10) == [Packet(Op.WRITE, 9, 0, b"OK\0")]
+        assert events(half, framer, 1, 10) == [Packet(Op.WRITE, 9, 0, b"OK\0")]
         assert writer.read("/data/half") == b"the value"
         half.sendall(encode(Packet(Op.READ, 10, 0, join("/data/half"))))
-        assert _events(half, framer, 1, 10) == [Packet(Op.READ, 10, 0, b"the value")]
+        assert events(half, framer, 1, 10) == [Packet(Op.READ, 10, 0, b"the value")]
 
 
 def test_a_request_half_received_completes_after_the_update(
         ref_daemon: launcher.ReferenceDaemon) -> None:
-    wrapper = _wrapper(ref_daemon.directory)
-    _half_then_update(ref_daemon.socket_path, lambda: _live_update(
+    wrapper = to_ours(ref_daemon.directory)
+    _half_then_update(ref_daemon.socket_path, lambda: live_update(
         ref_daemon.socket_path, wrapper, ref_daemon.running, ref_daemon.stderr_text),
         ref_daemon.stderr_text)
 
 
 def test_ours_into_ours_completes_a_request_half_received(
         ref_daemon: launcher.ReferenceDaemon) -> None:  # the fixture skips without Xen
-    with _our_daemon() as (socket_path, update, said):
-        _half_then_update(socket_path, update, said)
+    with our_daemon("xslq") as ours:
+        _half_then_update(ours.socket_path, ours.into_ours, ours.said)
 
 
 def test_ours_into_c_completes_a_request_half_received(
         ref_daemon: launcher.ReferenceDaemon) -> None:  # the fixture skips without Xen
-    with _our_daemon() as (socket_path, _, said):
-        to_c, _ = _wrappers(Path(socket_path).parent)
+    with our_daemon("xslq") as ours:
 
         def update() -> None:
-            done = _update(socket_path, "-c", "-N -P", str(to_c))
-            assert done.returncode == 0, done.stderr + said()
-            assert "live update: 3 connection(s)" in said()
+            ours.update("-c", "-N -P", str(ours.to_c))
+            assert "live update: 3 connection(s)" in ours.said()
 
-        _half_then_update(socket_path, update, None)  # cxenstored reads our data_in
+        _half_then_update(ours.socket_path, update, None)  # cxenstored reads our data_in

@@ -10,67 +10,20 @@ from our daemon into ours: we dump the backlog and the packets not yet written.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import os
-import shutil
 import socket
 import struct
-import subprocess
-import sys
 import termios
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-from tests.conftest import short_tempdir
+from tests.reference.liveupdate import events, live_update, our_daemon, to_ours
 from xenstore.client import Client
-from xenstore.daemon.spawn import spawn
 from xenstore.protocol.codec import Framer, Packet, encode, join
 from xenstore.protocol.ops import Op
 from xsref import launcher
 
-CONTROL = os.path.join(launcher.XEN_BIN_DIR, "xenstore-control")
-REPO = Path(__file__).resolve().parents[2]
-WRAPPER = f"""#!/bin/sh
-unset LD_PRELOAD
-PYTHONPATH={REPO}
-export PYTHONPATH
-exec {sys.executable} -m xenstore.daemon "$@" -V
-"""
 WRITES = 1500
 NAME = "n" * 40
-
-
-def _events(sock: socket.socket, framer: Framer, count: int, timeout: float) -> list[Packet]:
-    """The next ``count`` packets read from ``sock``."""
-    got: list[Packet] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count:
-        left = deadline - time.monotonic()
-        assert left > 0, f"only {len(got)} of {count} packets arrived"
-        sock.settimeout(left)
-        data = sock.recv(65536)
-        assert data, f"the connection closed after {len(got)} of {count} packets"
-        got.extend(framer.feed(data))
-    return got
-
-
-def _wrapper(directory: str) -> str:
-    wrapper = Path(directory) / "to-ours.sh"
-    wrapper.write_text(WRAPPER)
-    wrapper.chmod(0o700)
-    return str(wrapper)
-
-
-def _live_update(socket_path: str, wrapper: str, alive: Callable[[], bool],
-                 said: Callable[[], str]) -> None:
-    env = {**os.environ, "XENSTORED_PATH": socket_path}
-    done = subprocess.run([CONTROL, "live-update", wrapper], env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr + said()
-    assert alive(), said()
-    assert "live update: adopted" in said()
 
 
 def _pile_up_then_update(socket_path: str, update: Callable[[], None]) -> None:
@@ -82,7 +35,7 @@ def _pile_up_then_update(socket_path: str, update: Callable[[], None]) -> None:
     with watcher, Client(socket_path) as writer:
         writer.write("/data", b"")
         watcher.sendall(encode(Packet(Op.WATCH, 7, 0, join("/data", "tok"))))
-        first = _events(watcher, framer, 2, 5)
+        first = events(watcher, framer, 2, 5)
         assert {p.op for p in first} == {Op.WATCH, Op.WATCH_EVENT}
         paths = [f"/data/{NAME}{i:05d}" for i in range(WRITES)]
         expected = [join(p, "tok") for p in paths]
@@ -94,7 +47,7 @@ def _pile_up_then_update(socket_path: str, update: Callable[[], None]) -> None:
 
         update()
         writer.write("/data/after", b"x")
-        got = _events(watcher, framer, WRITES + 1, 30)
+        got = events(watcher, framer, WRITES + 1, 30)
         assert [p.op for p in got] == [Op.WATCH_EVENT] * (WRITES + 1)
         assert [p.payload for p in got] == [*expected, join("/data/after", "tok")]
         watcher.settimeout(0.5)
@@ -106,30 +59,12 @@ def _pile_up_then_update(socket_path: str, update: Callable[[], None]) -> None:
 
 
 def test_unsent_events_arrive_once_and_in_order(ref_daemon: launcher.ReferenceDaemon) -> None:
-    wrapper = _wrapper(ref_daemon.directory)
-    _pile_up_then_update(ref_daemon.socket_path, lambda: _live_update(
+    wrapper = to_ours(ref_daemon.directory)
+    _pile_up_then_update(ref_daemon.socket_path, lambda: live_update(
         ref_daemon.socket_path, wrapper, ref_daemon.running, ref_daemon.stderr_text))
 
 
-@contextlib.contextmanager
-def _our_daemon() -> Iterator[tuple[str, Callable[[], None], Callable[[], str]]]:
-    """Our daemon, with a run directory: its socket, how to live-update it, its stderr."""
-    directory = Path(short_tempdir("xslq"))
-    socket_path = str(directory / "socket")
-    wrapper = _wrapper(str(directory))
-    env = {**os.environ, "XENSTORED_RUNDIR": str(directory)}
-    env.pop("LD_PRELOAD", None)
-    daemon = spawn(socket_path, ["-N"], stderr_path=str(directory / "stderr"), env=env)
-    said = lambda: (directory / "stderr").read_text()  # noqa: E731
-    try:
-        yield socket_path, lambda: _live_update(
-            socket_path, wrapper, lambda: daemon.process.poll() is None, said), said
-    finally:
-        daemon.stop()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def test_ours_into_ours_keeps_unsent_events(
+def test_ours_into_ours_keeps_unsentevents(
         ref_daemon: launcher.ReferenceDaemon) -> None:  # the fixture skips without Xen
-    with _our_daemon() as (socket_path, update, _):
-        _pile_up_then_update(socket_path, update)
+    with our_daemon("xslq") as ours:
+        _pile_up_then_update(ours.socket_path, ours.into_ours)

@@ -6,18 +6,18 @@ IS_DOMAIN_INTRODUCED says so, and releasing it tells ``@releaseDomain``'s watche
 
 from __future__ import annotations
 
-from tests.reference.test_live_update_queued import _live_update, _wrapper
+from tests.reference.liveupdate import live_update, to_ours
 from xenstore.client import Client
 from xsref import launcher
 
 
 def test_an_introduced_guest_stays_introduced_without_its_ring(
         ref_daemon: launcher.ReferenceDaemon) -> None:
-    wrapper = _wrapper(ref_daemon.directory)
+    wrapper = to_ours(ref_daemon.directory)
     with Client(ref_daemon.socket_path) as tool, Client(ref_daemon.socket_path) as watcher:
         tool.introduce_domain(5)
         assert tool.is_domain_introduced(5)
-        _live_update(ref_daemon.socket_path, wrapper, ref_daemon.running,
+        live_update(ref_daemon.socket_path, wrapper, ref_daemon.running,
                      ref_daemon.stderr_text)
         said = ref_daemon.stderr_text()
         assert said.count("domain 5's shared ring is not carried over") == 1, said

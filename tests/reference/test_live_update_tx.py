@@ -11,60 +11,17 @@ they wrote is in the tree, and everything else is kept.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import short_tempdir
-from tests.reference.test_live_update_to_c import _comm, _update, _wrappers
+from tests.reference.liveupdate import comm, our_daemon
 from xenstore import errors
 from xenstore.client import Client
-from xenstore.daemon.spawn import DaemonProcess, spawn
 from xsref import launcher
-
-
-@dataclass
-class _Ours:
-    """Our daemon with a run directory: its socket, the wrappers into C and into ours."""
-
-    socket_path: str
-    to_c: Path
-    to_ours: Path
-    daemon: DaemonProcess
-    said: Callable[[], str]
-
-    def update(self, *args: str) -> None:
-        """``xenstore-control live-update -F -t 1 ARGS``: it must succeed, the process
-        going on."""
-        done = _update(self.socket_path, "-F", "-t", "1", *args)
-        assert done.returncode == 0, done.stderr + self.said()
-        assert self.daemon.process.poll() is None, self.said()
-
-
-@contextlib.contextmanager
-def _ours() -> Iterator[_Ours]:
-    directory = Path(short_tempdir("xslt"))
-    socket_path = str(directory / "socket")
-    to_c, to_ours = _wrappers(directory)
-    env = {**os.environ, "XENSTORED_RUNDIR": str(directory)}
-    env.pop("LD_PRELOAD", None)
-    daemon = spawn(socket_path, ["-N"], stderr_path=str(directory / "stderr"), env=env)
-    said = lambda: (directory / "stderr").read_text()  # noqa: E731
-    try:
-        yield _Ours(socket_path, to_c, to_ours, daemon, said)
-    finally:
-        daemon.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_ours_into_ours_forced_keeps_open_transactions(
         ref_daemon: launcher.ReferenceDaemon) -> None:  # the fixture skips without Xen
-    with _ours() as ours, Client(ours.socket_path) as writer, \
+    with our_daemon("xslt") as ours, Client(ours.socket_path) as writer, \
             Client(ours.socket_path) as commits, Client(ours.socket_path) as conflicts, \
             Client(ours.socket_path) as reads:
         writer.write("/data/a", b"one")
@@ -77,8 +34,8 @@ def test_ours_into_ours_forced_keeps_open_transactions(
         conflicts.write("/data/theirs", b"lost", bad)
         looking = reads.transaction_start()
         assert reads.directory("/data", looking) == ["a", "b"]
-        ours.update(str(ours.to_ours))
-        assert "python" in _comm(ours.daemon.pid)  # the same process, ours again
+        ours.update("-F", "-t", "1", str(ours.to_ours))
+        assert "python" in comm(ours.daemon.pid)  # the same process, ours again
         assert "3 transaction(s)" in ours.said(), ours.said()
 
         writer.write("/data/b", b"two")  # after the update: what `conflicts` read
@@ -106,14 +63,14 @@ def test_ours_into_ours_forced_keeps_open_transactions(
 
 def test_ours_into_ours_forced_keeps_a_conflict_from_before(
         ref_daemon: launcher.ReferenceDaemon) -> None:  # the fixture skips without Xen
-    with _ours() as ours, Client(ours.socket_path) as writer, \
+    with our_daemon("xslt") as ours, Client(ours.socket_path) as writer, \
             Client(ours.socket_path) as holder:
         writer.write("/data/a", b"one")
         tx = holder.transaction_start()
         assert holder.read("/data/a", tx) == b"one"
         holder.write("/data/a", b"mine", tx)
         writer.write("/data/a", b"theirs")  # before the update
-        ours.update(str(ours.to_ours))
+        ours.update("-F", "-t", "1", str(ours.to_ours))
         assert holder.read("/data/a", tx) == b"mine"
         with pytest.raises(errors.EAGAIN):
             holder.transaction_end(tx)
@@ -122,7 +79,7 @@ def test_ours_into_ours_forced_keeps_a_conflict_from_before(
 
 def test_ours_into_cxenstored_forced_drops_open_transactions(
         ref_daemon: launcher.ReferenceDaemon) -> None:  # the fixture skips without Xen
-    with _ours() as ours, Client(ours.socket_path) as writer, \
+    with our_daemon("xslt") as ours, Client(ours.socket_path) as writer, \
             Client(ours.socket_path) as holder, Client(ours.socket_path) as watcher:
         writer.write("/data/a", b"one")
         watcher.watch("/data", "w")
@@ -133,8 +90,8 @@ def test_ours_into_cxenstored_forced_drops_open_transactions(
         writer.write("/data/b", b"changed")  # a saved version for the snapshot
         assert watcher.read_watch(timeout=5) == ("/data/b", "w")
 
-        ours.update("-c", "-N -P", str(ours.to_c))
-        assert _comm(ours.daemon.pid) == "xenstored"
+        ours.update("-F", "-t", "1", "-c", "-N -P", str(ours.to_c))
+        assert comm(ours.daemon.pid) == "xenstored"
 
         # cxenstored skipped our records: the transaction is gone, as its own -F does.
         with pytest.raises(errors.ENOENT):

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from pathlib import Path
 
+from tests.reference.liveupdate import control
 from xenstore.client import Client
 from xenstore.migration import GlobalData, NodeData, RingConnection, WatchData, read, write
 from xenstore.migration.restore import server_from
 from xsref import launcher
 
-CONTROL = os.path.join(launcher.XEN_BIN_DIR, "xenstore-control")
 WRAPPER = f"""#!/bin/sh
 cp {launcher.RUNDIR}/state_dump {launcher.RUNDIR}/captured
 exec {launcher.KINDS["c"]} "$@"
@@ -54,9 +53,7 @@ def live_update_dump(daemon: launcher.ReferenceDaemon, tmp_path: Path) -> bytes:
     wrapper = Path(daemon.directory) / "wrapper.sh"
     wrapper.write_text(WRAPPER)
     wrapper.chmod(stat.S_IRWXU)
-    env = {**os.environ, "XENSTORED_PATH": os.path.join(daemon.directory, "socket")}
-    done = subprocess.run([CONTROL, "live-update", str(wrapper)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = control(os.path.join(daemon.directory, "socket"), str(wrapper))
     assert done.returncode == 0, done.stderr
     assert daemon.running(), daemon.stderr_text()
     captured = Path(daemon.directory) / "captured"
