@@ -134,22 +134,8 @@ class Output:
             out = peer.out
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            if peer.closing:
-                continue
-            if peer.backlog:
-                self._queue(peer, data)
-                continue
-            try:  # send(), inlined: a round of many clients writes to each
-                sent = peer.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self.close_peer(peer.conn_id, "send failed")
-                continue
-            if sent < len(data):
-                if peer.domid is not None:
-                    peer.head = _boundary(data, 0, sent) - sent
-                self._queue(peer, memoryview(data)[sent:])
+            if not peer.closing:
+                self.send(peer, data)
 
     def send(self, peer: Peer, data: bytes) -> None:
         """Write ``data`` to ``peer`` now, after its backlog; keep what the kernel will not

@@ -232,40 +232,10 @@ class Shell:
                 return
             except OSError:
                 data = b""
-            if not data:
-                self.output.release(peer)  # it hung up
-                return
-            try:
-                packets = peer.framer.feed(data)
-            except ProtocolError as exc:
-                log.warning("%s: %s; closing it", peer.who, exc)
-                self.output.release(peer)
-                return
-            if (len(packets) != 1 or peer.domid is not None or peer.out
-                    or self.effects.tracer or self.monitor.active or self.delayed.active):
-                self._serve_packets(peer, packets)
-                return
-            # The common case, shortened: a dom0 connection sent one request and nothing
-            # watches the traffic. A lone reply skips Effects (and, alone in its round,
-            # the round's flush); anything else goes the usual way.
-            try:
-                effects = self.server.handle(peer.conn_id, packets[0])
-            except Exception:  # the core answers its own bugs with EIO...
-                log.exception("%s: internal error around %r", peer.who, packets[0])
-                self.output.close_peer(peer.conn_id, "internal error")  # ...not these
-                return
-            effect = effects[0]
-            if len(effects) == 1 and type(effect) is Send and effect[0] == peer.conn_id:
-                op, req_id, tx_id, payload = effect[1]
-                data = _pack(op, req_id, tx_id, len(payload)) + payload
-                if self.hot.round_size == 1:
-                    self.output.send(peer, data)
-                else:  # others are ready too: one write each once all are answered,
-                    self.output.post(peer, data)  # as writing now wakes a client mid-round
+            if data:
+                self._take(peer, data)
             else:
-                self.effects.carry_out(effects)
-            if peer.framer.broken and not peer.closing:
-                self._broken(peer)
+                self.output.release(peer)  # it hung up
         except Exception:
             self._failed(peer)
 
@@ -274,20 +244,55 @@ class Shell:
         self.output.close_peer(peer.conn_id, "internal error")
 
     def _take(self, peer: Peer, data: bytes) -> None:
+        """Answer the requests ``data`` completes."""
         try:
             packets = peer.framer.feed(data)
         except ProtocolError as exc:
             log.warning("%s: %s; closing it", peer.who, exc)
             self.output.release(peer)
             return
-        self._serve_packets(peer, packets)
-
-    def _serve_packets(self, peer: Peer, packets: Sequence[Packet]) -> None:
+        if (len(packets) == 1 and peer.domid is None and not peer.out
+                and not self.effects.tracer and not self.monitor.active
+                and not self.delayed.active):
+            self._answer_one(peer, packets[0])
+            return
         wait = self._requests(peer, packets, 0)
         if wait is not None:
             self._park(peer, packets, *wait)
         elif peer.framer.broken and not peer.closing:
             self._broken(peer)
+
+    def _answer_one(self, peer: Peer, packet: Packet) -> None:
+        """The common case, shortened: a dom0 connection sent one request and nothing
+        watches the traffic. A lone reply skips Effects (and, alone in its round, the
+        round's flush); anything else goes the usual way."""
+        effects = self._handle(peer, packet)
+        if effects is None:
+            return
+        effect = effects[0]
+        if len(effects) == 1 and type(effect) is Send and effect[0] == peer.conn_id:
+            op, req_id, tx_id, payload = effect[1]
+            data = _pack(op, req_id, tx_id, len(payload)) + payload
+            if self.hot.round_size == 1:
+                self.output.send(peer, data)
+            else:  # others are ready too: one write each once all are answered, as
+                self.output.post(peer, data)  # writing now wakes a client mid-round
+        else:
+            self.effects.carry_out(effects)
+        if peer.framer.broken and not peer.closing:
+            self._broken(peer)
+
+    def _handle(self, peer: Peer, packet: Packet) -> Sequence[Effect] | None:
+        """The core's effects for one request, or None if it failed in a way the core
+        does not answer (the connection is then closed)."""
+        try:
+            if self.monitor.active:
+                return self.monitor.handle(peer.conn_id, packet)
+            return self.server.handle(peer.conn_id, packet)
+        except Exception:  # the core answers its own bugs with EIO...
+            log.exception("%s: internal error around %r", peer.who, packet)
+            self.output.close_peer(peer.conn_id, "internal error")  # ...but not these
+            return None
 
     def _broken(self, peer: Peer) -> None:
         log.warning("%s: oversized payload length; closing it", peer.who)
@@ -299,7 +304,7 @@ class Shell:
         """Answer ``packets[start:]`` in order; (index, wait) if one must wait first
         (:data:`STALL`: until its output drains; else seconds). ``paced``: the first
         has had its wait already."""
-        server, output, monitor, effects = self.server, self.output, self.monitor, self.effects
+        output, effects = self.output, self.effects
         conn_id, domid = peer.conn_id, peer.domid
         for index in range(start, len(packets)):
             packet = packets[index]
@@ -315,12 +320,8 @@ class Shell:
                 return None
             if effects.tracer:
                 effects.tracer.message("IN", conn_id, packet)
-            try:
-                done = (monitor.handle(conn_id, packet) if monitor.active
-                        else server.handle(conn_id, packet))
-            except Exception:  # the core answers its own bugs with EIO...
-                log.exception("%s: internal error around %r", peer.who, packet)
-                output.close_peer(conn_id, "internal error")  # ...but not these
+            done = self._handle(peer, packet)
+            if done is None:
                 return None
             effects.carry_out(done)
         return None
