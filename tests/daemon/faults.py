@@ -26,7 +26,6 @@ import trio
 from xenstore.daemon import __main__ as daemon_main
 from xenstore.daemon.ratelimit import TokenBucket
 from xenstore.daemon.shell import Shell
-from xenstore.protocol.codec import Framer
 
 FAULTS = ("dom0-accept", "guest-accept", "reader", "writer", "write-rate", "log-rate",
           "signals")
@@ -54,7 +53,7 @@ def install(name: str) -> None:
         Shell.start_peer = once(  # type: ignore[method-assign]
             name, Shell.start_peer, lambda self, sock, domid: domid is not None)
     elif name == "reader":
-        Framer.feed = once(name, Framer.feed)  # type: ignore[method-assign]
+        Shell._take = once(name, Shell._take)  # type: ignore[method-assign]
     elif name == "writer":
         # Only the writer task waits for a socket to become writable.
         trio.lowlevel.wait_writable = once(name, trio.lowlevel.wait_writable)

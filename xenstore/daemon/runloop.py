@@ -18,7 +18,7 @@ Neither is public trio API. :func:`probe` finds both, or returns None when this
 trio does not have them where 0.25 to 0.35 keep them (another version, another
 I/O backend, or a test's mock clock, whose deadlines are not the wall clock's);
 the hot loop then waits through trio every time, which is always correct, only
-slower.
+slower. (And, public, what CONTROL memreport tells of trio: :func:`count_tasks`.)
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import select
 from collections.abc import Awaitable, Callable, Sized
 from dataclasses import dataclass
 
-__all__ = ["RunLoop", "probe"]
+import trio
+
+__all__ = ["RunLoop", "count_tasks", "probe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +66,18 @@ def probe() -> RunLoop | None:
             or not isinstance(idle_waiters, Sized)):
         return None
     return RunLoop(epoll.fileno(), runq, idle_waiters, wait_all_tasks_blocked)
+
+
+def count_tasks() -> int:
+    """The trio tasks running in this process (0 outside trio)."""
+    try:
+        root = trio.lowlevel.current_root_task()
+    except RuntimeError:
+        return 0
+    count, tasks = 0, [root] if root is not None else []
+    while tasks:
+        task = tasks.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            tasks.extend(nursery.child_tasks)
+    return count

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import trio
 
+from xenstore.daemon import runloop
 from xenstore.daemon.carry import Effects
 from xenstore.daemon.core import Server
 from xenstore.daemon.effects import (
@@ -47,32 +48,18 @@ from xenstore.daemon.supervision import supervised
 from xenstore.daemon.trace import Tracer
 from xenstore.errors import ProtocolError
 from xenstore.protocol.codec import HEADER, Packet
-from xenstore.protocol.ops import OPS
+from xenstore.protocol.ops import HEADER_SIZE, OPS, PAYLOAD_MAX
 
 __all__ = ["Shell", "ShellOptions", "bind_unix"]
 
 log = logging.getLogger("xenstore.daemon")
 
 RECV_SIZE = 65536
-_pack = HEADER.pack
+_pack, _unpack_from = HEADER.pack, HEADER.unpack_from
+_new = tuple.__new__
 
 #: A parked connection's wait: until its unread output has drained.
 STALL = -1.0
-
-
-def count_tasks() -> int:
-    """The trio tasks running in this process (0 outside trio)."""
-    try:
-        root = trio.lowlevel.current_root_task()
-    except RuntimeError:
-        return 0
-    count, tasks = 0, [root] if root is not None else []
-    while tasks:
-        task = tasks.pop()
-        count += 1
-        for nursery in task.child_nurseries:
-            tasks.extend(nursery.child_tasks)
-    return count
 
 
 class Shell:
@@ -166,7 +153,7 @@ class Shell:
     def report(self) -> list[str]:
         """What the shell holds, for CONTROL memreport (a leak shows up here)."""
         return [
-            f"tasks: {count_tasks()}",
+            f"tasks: {runloop.count_tasks()}",
             f"connections in the hot loop: {self.hot.count}",
             f"sockets of domains: {len(self.domain_sockets.open)}",
             f"unsent bytes: {self.backlog_bytes}",
@@ -245,41 +232,41 @@ class Shell:
 
     def _take(self, peer: Peer, data: bytes) -> None:
         """Answer the requests ``data`` completes."""
+        if (len(data) >= HEADER_SIZE and peer.domid is None and not peer.out
+                and not peer.framer.held and not self.effects.tracer
+                and not self.monitor.active and not self.delayed.active):
+            # The common case, shortened (no framer, Effects or round's flush to go
+            # through): a dom0 connection sent exactly one request and nothing watches
+            # the traffic. Every frame saved here is ~0.1 us of each request.
+            op, req_id, tx_id, length = _unpack_from(data)
+            if len(data) == HEADER_SIZE + length and length <= PAYLOAD_MAX:
+                packet = _new(Packet, (op, req_id, tx_id, data[HEADER_SIZE:]))
+                try:
+                    effects = self.server.handle(peer.conn_id, packet)
+                except Exception:  # the core answers its own bugs with EIO...
+                    self._bug(peer, packet)  # ...but not these
+                    return
+                effect = effects[0]
+                if len(effects) == 1 and type(effect) is Send and effect[0] == peer.conn_id:
+                    op, req_id, tx_id, payload = effect[1]
+                    data = _pack(op, req_id, tx_id, len(payload)) + payload
+                    if self.hot.round_size == 1:
+                        self.output.send(peer, data)
+                    else:  # others are ready too: one write each once all are answered,
+                        self.output.post(peer, data)  # as writing now wakes a client
+                else:
+                    self.effects.carry_out(effects)
+                return
         try:
             packets = peer.framer.feed(data)
         except ProtocolError as exc:
             log.warning("%s: %s; closing it", peer.who, exc)
             self.output.release(peer)
             return
-        if (len(packets) == 1 and peer.domid is None and not peer.out
-                and not self.effects.tracer and not self.monitor.active
-                and not self.delayed.active):
-            self._answer_one(peer, packets[0])
-            return
         wait = self._requests(peer, packets, 0)
         if wait is not None:
             self._park(peer, packets, *wait)
         elif peer.framer.broken and not peer.closing:
-            self._broken(peer)
-
-    def _answer_one(self, peer: Peer, packet: Packet) -> None:
-        """The common case, shortened: a dom0 connection sent one request and nothing
-        watches the traffic. A lone reply skips Effects (and, alone in its round, the
-        round's flush); anything else goes the usual way."""
-        effects = self._handle(peer, packet)
-        if effects is None:
-            return
-        effect = effects[0]
-        if len(effects) == 1 and type(effect) is Send and effect[0] == peer.conn_id:
-            op, req_id, tx_id, payload = effect[1]
-            data = _pack(op, req_id, tx_id, len(payload)) + payload
-            if self.hot.round_size == 1:
-                self.output.send(peer, data)
-            else:  # others are ready too: one write each once all are answered, as
-                self.output.post(peer, data)  # writing now wakes a client mid-round
-        else:
-            self.effects.carry_out(effects)
-        if peer.framer.broken and not peer.closing:
             self._broken(peer)
 
     def _handle(self, peer: Peer, packet: Packet) -> Sequence[Effect] | None:
@@ -290,9 +277,12 @@ class Shell:
                 return self.monitor.handle(peer.conn_id, packet)
             return self.server.handle(peer.conn_id, packet)
         except Exception:  # the core answers its own bugs with EIO...
-            log.exception("%s: internal error around %r", peer.who, packet)
-            self.output.close_peer(peer.conn_id, "internal error")  # ...but not these
+            self._bug(peer, packet)  # ...but not these
             return None
+
+    def _bug(self, peer: Peer, packet: Packet) -> None:
+        log.exception("%s: internal error around %r", peer.who, packet)
+        self.output.close_peer(peer.conn_id, "internal error")
 
     def _broken(self, peer: Peer) -> None:
         log.warning("%s: oversized payload length; closing it", peer.who)

@@ -86,32 +86,28 @@ class Framer:
     later :meth:`feed` raises :class:`ProtocolError`.
     """
 
-    __slots__ = ("_buf", "broken")
+    __slots__ = ("broken", "held")
 
     def __init__(self) -> None:
-        self._buf = b""
+        #: The bytes received that do not yet make a whole packet.
+        self.held = b""
         self.broken = False
 
     @property
     def pending(self) -> int:
         """Bytes received that do not yet make a whole packet."""
-        return len(self._buf)
-
-    @property
-    def held(self) -> bytes:
-        """The bytes received that do not yet make a whole packet."""
-        return bytes(self._buf)
+        return len(self.held)
 
     def feed(self, data: bytes) -> list[Packet]:
         """Add received bytes; return every packet they complete, in order."""
         if self.broken:
             raise ProtocolError("stream already broken by an oversized header")
-        if not self._buf and len(data) >= HEADER_SIZE:
+        if not self.held and len(data) >= HEADER_SIZE:
             # The common case: a read of exactly one whole request.
             op, req_id, tx_id, length = _unpack_from(data)
             if len(data) == HEADER_SIZE + length and length <= PAYLOAD_MAX:
                 return [_new(Packet, (op, req_id, tx_id, data[HEADER_SIZE:]))]
-        buf = self._buf + data if self._buf else data
+        buf = self.held + data if self.held else data
         packets: list[Packet] = []
         pos = 0
         end = len(buf)
@@ -119,7 +115,7 @@ class Framer:
             op, req_id, tx_id, length = _unpack_from(buf, pos)
             if length > PAYLOAD_MAX:
                 self.broken = True
-                self._buf = b""
+                self.held = b""
                 if not packets:
                     raise ProtocolError(f"payload length {length} exceeds {PAYLOAD_MAX}")
                 return packets
@@ -128,5 +124,5 @@ class Framer:
                 break
             packets.append(_new(Packet, (op, req_id, tx_id, buf[pos + HEADER_SIZE : stop])))
             pos = stop
-        self._buf = buf[pos:] if pos else buf
+        self.held = buf[pos:] if pos else buf
         return packets

@@ -73,6 +73,11 @@ class View(Protocol):
 
     def exists(self, path: str) -> bool: ...
 
+    def get(self, path: str) -> bytes | None:
+        """The value, or ``None`` where there is no node (:meth:`exists`, then
+        :meth:`value`, in one call: a READ)."""
+        ...
+
     def value(self, path: str) -> bytes: ...
 
     def perms(self, path: str) -> Perms: ...
@@ -192,6 +197,10 @@ class Store:
             return False
         children = above.children
         return bool(children and name in children) or len(path) == 1
+
+    def get(self, path: str) -> bytes | None:
+        node = self.node(path)
+        return None if node is None else node.value
 
     def value(self, path: str) -> bytes:
         return self._node(path).value

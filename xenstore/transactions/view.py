@@ -58,6 +58,9 @@ class Pending:
 class Transaction:
     """One open transaction of one connection."""
 
+    __slots__ = ("_closed", "log", "pending", "reads", "snapshot", "store", "touched",
+                 "tx_id", "usage")
+
     def __init__(self, store: Store, tx_id: int, snapshot: int | None = None) -> None:
         """``snapshot``: the generation it reads at, when not now (one carried over a
         live update, whose reads, overlay, log and usage are then filled in)."""
@@ -116,6 +119,22 @@ class Transaction:
         self.reads[key] = found
         self.touched.add(path)
         return found
+
+    def get(self, path: str) -> bytes | None:
+        """The value, or None where there is no node: :meth:`exists` then :meth:`value`
+        in one look at the snapshot (READ's way: it records the same reads)."""
+        if self.pending:  # its own changes may show or hide the node: the general way
+            return self.value(path) if self.exists(path) else None
+        node = self.store.at(path, self.snapshot)
+        reads = self.reads
+        if (path, EXISTS) not in reads:
+            reads[path, EXISTS] = node is not None
+            self.touched.add(path)
+        if node is None:
+            return None
+        if (path, VALUE) not in reads:
+            reads[path, VALUE] = node.vgen
+        return node.value
 
     def value(self, path: str) -> bytes:
         entry = self.pending.get(path)
@@ -270,8 +289,10 @@ class Transaction:
         """What it read that a commit after its snapshot has changed."""
         generations = self.store.generations
         found = []
+        last = gens = None
         for (path, aspect), seen in self.reads.items():
-            gens = generations(path)
+            if path is not last:  # the aspects of a path are mostly read together
+                last, gens = path, generations(path)
             if aspect == EXISTS:
                 if (gens is not None) != seen:
                     found.append(Conflict(path, aspect, gens[0] if gens is not None else 0))
