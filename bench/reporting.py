@@ -172,7 +172,8 @@ def _header(run: dict[str, Any]) -> list[str]:
         "",
         f"- {mach['date']}; {mach['cpus']} CPUs ({mach['cpu']}), Linux {mach['kernel']}, "
         f"load average {mach['loadavg_start']} at the start, {mach['loadavg_end']} at the end",
-        f"- this tree at commit {mach['commit']}; Python {mach['python']}",
+        f"- this tree at commit {mach['commit']} (core: {mach.get('core', 'pure Python')}); "
+        f"Python {mach['python']}",
         f"- {s['reps']} repetitions, {s['seconds']} s per timed loop, pinning: {pin}; "
         f"the suite took {run['seconds']:.0f} s",
     ]

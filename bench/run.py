@@ -37,6 +37,7 @@ from bench.daemons import (
     start_ours,
     start_reference,
 )
+from xenstore import compiled
 from xsref import launcher
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -178,6 +179,7 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "commit": commit,
+        "core": compiled.describe(),  # pure Python, or compiled (scripts/compile)
         "loadavg_start": loadavg(),
     }
 

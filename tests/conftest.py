@@ -18,8 +18,29 @@ from collections.abc import Iterator
 
 import pytest
 
+from xenstore import compiled
 from xenstore.testing import spawn
 from xsref import launcher
+
+
+def pytest_report_header() -> str:
+    return f"xenstore: the daemon's core: {compiled.describe()}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not compiled.compiled():
+        return
+    skip = pytest.mark.skip(reason="replaces a function of the core, which compiled code "
+                            "calls directly: the pure-Python pass runs it")
+    for item in items:
+        if "replaces_core" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    stale = compiled.stale()
+    if stale:  # the tests would test code that is no longer written anywhere
+        pytest.exit(compiled.stale_message(stale), returncode=4)
 
 
 def short_tempdir(prefix: str = "xs") -> str:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import trio
 
+from xenstore import compiled
 from xenstore.daemon import assemble, logfile, options
 from xenstore.daemon.listeners import SocketInUse, bind_unix
 from xenstore.daemon.live_exec import state_dump_path
@@ -119,6 +120,10 @@ async def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = options.parse(argv)
+    stale = compiled.stale()
+    if stale:  # it would run code that is no longer written anywhere
+        print(f"pyxenstored: {compiled.stale_message(stale)}", file=sys.stderr)
+        return 1
     try:
         log_file = logfile.configure(args.verbose, args.log_file, args.syslog)
     except OSError as exc:
@@ -145,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 4
     if restored:
         log.info("%s", restored)
+    log.info("core: %s", compiled.describe())
     try:
         listener = (assemble.inherited_listener(handover) if handover is not None
                     else bind_unix(args.socket, args.socket_mode))

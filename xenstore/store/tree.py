@@ -357,9 +357,10 @@ class Store:
         dirs = self.dirs
         above_path = paths.parent(path)
         above = dirs[above_path]
-        assert above.children is not None
+        kids = above.children  # narrowed here, not above.children: drop_child changes it
+        assert kids is not None
         name = paths.basename(path)
-        removed = postorder(path, above.children[name])
+        removed = postorder(path, kids[name])
         entries: tuple[tuple[str, tuple[Perms, ...]], ...] = ()
         if detail and len(removed) > 1:
             node_of = dict(removed)

@@ -1,0 +1,132 @@
+"""Which modules of the daemon's core may be compiled, and whether they are.
+
+The daemon is pure Python and runs as such. ``scripts/compile`` compiles the
+modules below with mypyc (the package is mypy-strict, which is what mypyc
+needs) into extension modules beside their sources, which Python then imports
+instead of the sources: a request costs ~30 % less daemon CPU (bench/README.md).
+``scripts/compile --clean`` removes them again. The test suite runs both ways.
+
+An extension module older than its source is stale: Python would still import
+it and run the old code. The daemon refuses to start on a stale one, and so
+does the test suite (:func:`stale`), rather than run what was not written.
+
+The modules are the pure core, the code every request runs through: paths and
+perms, the store, transactions, and the core's request handlers. The shell (trio,
+sockets) stays Python. Kept out of this list on purpose: modules whose classes
+tests replace methods of, and the client side (the tools must start fast and
+import little).
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.machinery
+import os
+import sys
+
+#: The compiled modules, in the order ``scripts/compile`` names them.
+MODULES = (
+    "xenstore.paths",
+    "xenstore.perms",
+    "xenstore.changes",
+    "xenstore.store.node",
+    "xenstore.store.tree",
+    "xenstore.store.versions",
+    "xenstore.store.sound",
+    "xenstore.transactions.view",
+    "xenstore.transactions.conflict",
+    "xenstore.daemon.core",
+    "xenstore.daemon.nodes",
+    "xenstore.daemon.tx_ops",
+    "xenstore.daemon.access",
+    "xenstore.daemon.quotas",
+    "xenstore.daemon.watch_ops",
+    "xenstore.daemon.watches",
+    "xenstore.daemon.effects",
+    "xenstore.daemon.state",
+    "xenstore.daemon.domain_ops",
+)
+
+#: The shared library mypyc builds for all of them, inside the package (so that it
+#: is found wherever the package is, as the modules import it by this name).
+GROUP = "xenstore._native"
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def source(module: str, root: str = _ROOT) -> str:
+    """The path of ``module``'s source file (``root``: the directory above the package)."""
+    return os.path.join(root, *module.split(".")) + ".py"
+
+
+def extensions(module: str, root: str = _ROOT) -> list[str]:
+    """The extension modules built for ``module`` that Python could import."""
+    base = os.path.join(root, *module.split("."))
+    return [base + suffix for suffix in importlib.machinery.EXTENSION_SUFFIXES
+            if os.path.exists(base + suffix)]
+
+
+def compiled(root: str = _ROOT) -> list[str]:
+    """The modules that have an extension module (Python imports it, not the source)."""
+    return [module for module in MODULES if extensions(module, root)]
+
+
+def stale(root: str = _ROOT) -> list[str]:
+    """The compiled modules whose source changed after they were compiled."""
+    found = []
+    for module in MODULES:
+        built = extensions(module, root)
+        if built and any(os.path.getmtime(path) < os.path.getmtime(source(module, root))
+                         for path in built):
+            found.append(module)
+    return found
+
+
+def describe() -> str:
+    """How the core runs, in a few words (the daemon's log, the tests' and benchmarks'
+    reports)."""
+    done = compiled()
+    if not done:
+        return "pure Python"
+    if len(done) == len(MODULES):
+        return "compiled by mypyc"
+    return f"partly compiled by mypyc ({len(done)} of {len(MODULES)} modules)"
+
+
+def stale_message(modules: list[str]) -> str:
+    """What to tell whoever would run stale compiled modules."""
+    return (f"compiled modules older than their sources: {', '.join(modules)}; "
+            "run scripts/compile again, or scripts/compile --clean to run pure Python")
+
+
+def build() -> None:
+    """Compile :data:`MODULES` in place (needs mypy, setuptools and a C compiler)."""
+    from mypyc.build import mypycify  # only here: neither is needed to run
+    from setuptools import setup
+
+    os.chdir(_ROOT)
+    sources = [os.path.relpath(source(module)) for module in MODULES]
+    setup(name="xenstore-core", ext_modules=mypycify(sources, group_name=GROUP),
+          script_args=["build_ext", "--inplace"])
+
+
+def clean() -> list[str]:
+    """Remove every extension module :func:`build` made; the paths removed."""
+    removed = []
+    for module in (*MODULES, GROUP + "__mypyc"):
+        base = os.path.join(_ROOT, *module.split("."))
+        for path in glob.glob(glob.escape(base) + ".*"):
+            if path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+                os.unlink(path)
+                removed.append(path)
+    return removed
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["clean"]:
+        print(f"removed {len(clean())} compiled modules: the core runs as pure Python")
+    elif sys.argv[1:] == ["build"]:
+        build()
+        print(f"the daemon's core: {describe()}")
+    else:
+        sys.exit("usage: python -m xenstore.compiled build|clean")
