@@ -29,15 +29,17 @@ BOUNDARIES = [0, *itertools.accumulate(len(w) for w in WIRE)]
 TOTAL = BOUNDARIES[-1]
 
 
-class Writer(Output):
-    def __init__(self, nursery: trio.Nursery | None) -> None:
-        super().__init__(ShellOptions(socket_path="unused"), {})
-        self.nursery = nursery
+def make_writer(nursery: trio.Nursery | None) -> Output:
+    # Made, not subclassed: Output may be compiled (xenstore/compiled.py).
+    output = Output(ShellOptions(socket_path="unused"), {})
+    output.nursery = nursery
+    return output
 
-    def give(self, peer: Peer, wire: list[bytes]) -> None:
-        """What carry_out does with Send effects."""
-        for data in wire:
-            self.post(peer, data)
+
+def give(output: Output, peer: Peer, wire: list[bytes]) -> None:
+    """What carry_out does with Send effects."""
+    for data in wire:
+        output.post(peer, data)
 
 
 def pair() -> tuple[socket.socket, socket.socket]:
@@ -67,9 +69,9 @@ def drain(theirs: socket.socket) -> bytes:
 async def test_head_follows_the_flusher_and_discard_keeps_whole_packets() -> None:
     ours, theirs = pair()
     async with trio.open_nursery() as nursery:
-        writer = Writer(nursery)
+        writer = make_writer(nursery)
         peer = writer.peers[1] = Peer(1, ours, domid=5)
-        writer.give(peer, WIRE)
+        give(writer, peer, WIRE)
         writer.flush_dirty()
         assert peer.backlog and writer.backlog_bytes == len(peer.backlog)
         check_head(peer)
@@ -85,7 +87,7 @@ async def test_head_follows_the_flusher_and_discard_keeps_whole_packets() -> Non
         writer.discard_output(1)
         assert len(peer.backlog) == peer.head == writer.backlog_bytes
         late = encode(Packet(Op.WATCH_EVENT, 0, 0, b"late\0t\0"))
-        writer.give(peer, [late])  # what comes after the reset still goes, after the rest
+        give(writer, peer, [late])  # what comes after the reset still goes, after the rest
         writer.flush_dirty()
         while peer.backlog:
             received += drain(theirs)
@@ -101,12 +103,12 @@ async def test_head_follows_the_flusher_and_discard_keeps_whole_packets() -> Non
 
 def test_discard_drops_what_was_not_written_yet() -> None:
     ours, theirs = pair()
-    writer = Writer(None)
+    writer = make_writer(None)
     guest = writer.peers[1] = Peer(1, ours, domid=5)
     other_sock, other_end = pair()
     other = writer.peers[2] = Peer(2, other_sock, domid=6)
-    writer.give(guest, WIRE[:3])
-    writer.give(other, WIRE[3:4])
+    give(writer, guest, WIRE[:3])
+    give(writer, other, WIRE[3:4])
     writer.discard_output(1)
     assert guest.out == [] and writer.dirty == [other]
     assert writer.pending_bytes == len(WIRE[3])
@@ -120,9 +122,9 @@ def test_discard_drops_what_was_not_written_yet() -> None:
 def test_dom0s_backlog_is_kept() -> None:
     """dom0's connections are never reset; they do not keep ``head`` either."""
     ours, theirs = pair()
-    writer = Writer(None)
+    writer = make_writer(None)
     peer = writer.peers[1] = Peer(1, ours)
-    writer.give(peer, WIRE)
+    give(writer, peer, WIRE)
     writer.flush_dirty()
     before = bytes(peer.backlog)
     writer.discard_output(1)

@@ -80,7 +80,7 @@ def test_an_internal_error_after_the_change_leaves_the_tree_sound() -> None:
     assert any(isinstance(e, Send) and e.conn_id == watcher for e in effects)
 
 
-@pytest.mark.replaces_core
+@pytest.mark.replaces_compiled
 def test_an_internal_error_half_way_through_a_change_leaves_the_tree_sound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

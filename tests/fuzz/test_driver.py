@@ -57,14 +57,14 @@ def test_an_internal_error_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None
     assert "internal error" in (first_finding() or "")
 
 
-@pytest.mark.replaces_core
+@pytest.mark.replaces_compiled
 def test_watches_left_after_a_disconnect_are_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(WatchRegistry, "remove_all", lambda self, conn_id: None)
     found = first_finding()
     assert found is not None and "closed" in found and "watches" in found
 
 
-@pytest.mark.replaces_core
+@pytest.mark.replaces_compiled
 def test_transactions_left_after_a_disconnect_are_a_finding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
