@@ -30,7 +30,7 @@ def pytest_report_header() -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not compiled.compiled():
         return
-    skip = pytest.mark.skip(reason="replaces a function of the core, which compiled code "
+    skip = pytest.mark.skip(reason="replaces a function of a compiled module, which compiled code "
                             "calls directly: the pure-Python pass runs it")
     for item in items:
         if "replaces_compiled" in item.keywords:
