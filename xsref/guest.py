@@ -194,6 +194,10 @@ class GuestRing:
             if time.monotonic() - last_check >= _ALIVE_EVERY:
                 if not self.alive():
                     return b""
+                if self._index(REQ_CONS) != self._index(REQ_PROD):
+                    # Our requests are still unread: notify again, in case a poke
+                    # was lost (a spare one costs the daemon one look at its rings).
+                    self._poke()
                 last_check = time.monotonic()
             waiter.wait(f"a reply on domain {self.domid}'s ring")
 

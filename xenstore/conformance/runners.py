@@ -62,7 +62,11 @@ class _Conn:
                 got.append(show(packet))
             try:
                 data = self.stream.recv(65536)
-            except (TimeoutError, OSError):
+            except TimeoutError:  # told apart from a hang-up: a stall is another bug
+                self.closed = True
+                got.append("TIMEOUT")
+                return got
+            except OSError:
                 data = b""
             if not data:
                 self.closed = True

@@ -4,8 +4,9 @@ A step line is ``A OP[@TX] PAYLOAD``: connection ``A`` (opened on first use,
 in order of first appearance) sends a request; ``A RAW BYTES`` sends raw bytes
 instead (a lying header, a truncated message); ``A CLOSE`` closes it. The
 indented lines after a step are every packet each connection received because
-of it, connection by connection (``A OP PAYLOAD``), or ``A CLOSED``. Payloads
-are Python byte-string bodies (``\\0`` is a NUL; write ``\\x00`` before a
+of it, connection by connection (``A OP PAYLOAD``), or ``A CLOSED`` (or ``A
+TIMEOUT``: no reply in time, which a corpus never expects). Payloads are Python
+byte-string bodies (``\\0`` is a NUL; write ``\\x00`` before a
 digit). Connections named ``g5...`` (``g`` + domid + a letter) are guests of
 that domain. A step may end with ``  # differs: REASON``: ours answers
 otherwise on purpose, and the kit reports it as a documented difference.
