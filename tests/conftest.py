@@ -27,16 +27,6 @@ def pytest_report_header() -> str:
     return f"xenstore: the daemon's core: {compiled.describe()}"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not compiled.compiled():
-        return
-    skip = pytest.mark.skip(reason="replaces a function of a compiled module, which compiled code "
-                            "calls directly: the pure-Python pass runs it")
-    for item in items:
-        if "replaces_compiled" in item.keywords:
-            item.add_marker(skip)
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     stale = compiled.stale()
     if stale:  # the tests would test code that is no longer written anywhere

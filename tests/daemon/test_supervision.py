@@ -115,7 +115,6 @@ def refused(path: str) -> bool:
     return False
 
 
-@pytest.mark.replaces_compiled  # a method of the shell
 def test_dom0_accept_loop(start: Start) -> None:
     daemon = start("dom0-accept")
     assert refused(daemon.socket_path)  # the connection being handed over when it failed
@@ -127,7 +126,6 @@ def test_dom0_accept_loop(start: Start) -> None:
     assert os.path.exists(daemon.socket_path)
 
 
-@pytest.mark.replaces_compiled  # a method of the shell
 def test_guest_accept_loop(start: Start) -> None:
     daemon = start("guest-accept")
     path = introduce(daemon, 5)
@@ -138,7 +136,6 @@ def test_guest_accept_loop(start: Start) -> None:
     still_serving(daemon, 5)
 
 
-@pytest.mark.replaces_compiled  # a method of the shell
 def test_a_failed_guest_listener_of_a_released_domain_is_not_made_again(start: Start) -> None:
     daemon = start("guest-accept")
     path = introduce(daemon, 5)
@@ -154,7 +151,6 @@ def test_a_failed_guest_listener_of_a_released_domain_is_not_made_again(start: S
     still_serving(daemon, 6)
 
 
-@pytest.mark.replaces_compiled  # a method of the shell
 def test_a_connections_reader(start: Start) -> None:
     daemon = start("reader")
     assert refused(daemon.socket_path)  # its first request's effects hit the fault

@@ -8,8 +8,7 @@ import pytest
 
 from fuzz import driver
 from xenstore.daemon.core import Server
-from xenstore.daemon.tx_ops import TransactionOps
-from xenstore.daemon.watches import WatchRegistry
+from xenstore.daemon.effects import Effect
 
 
 class Seeded:
@@ -57,18 +56,39 @@ def test_an_internal_error_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None
     assert "internal error" in (first_finding() or "")
 
 
-@pytest.mark.replaces_compiled
 def test_watches_left_after_a_disconnect_are_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(WatchRegistry, "remove_all", lambda self, conn_id: None)
+    # The planted bug: a disconnect that leaves the connection's watches registered.
+    # Replaced on the class, which the driver (Python) calls through even when the
+    # core is compiled.
+    original = Server.disconnect
+
+    def disconnect(self: Server, conn_id: int) -> list[Effect]:
+        mine = list(self.watches.by_conn.get(conn_id, {}).values())
+        effects = original(self, conn_id)
+        for watch in mine:
+            self.watches.add(conn_id, watch.wpath, watch.token, watch.depth,
+                             watch.relative_to)
+        return effects
+
+    monkeypatch.setattr(Server, "disconnect", disconnect)
     found = first_finding()
     assert found is not None and "closed" in found and "watches" in found
 
 
-@pytest.mark.replaces_compiled
 def test_transactions_left_after_a_disconnect_are_a_finding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(TransactionOps, "abort_all", lambda self, conn: None)
+    # The planted bug: a disconnect that forgets the connection's transactions without
+    # ending them, so their snapshots stay open for ever.
+    original = Server.disconnect
+
+    def disconnect(self: Server, conn_id: int) -> list[Effect]:
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.transactions.clear()
+        return original(self, conn_id)
+
+    monkeypatch.setattr(Server, "disconnect", disconnect)
     found = first_finding()
     assert found is not None and "open snapshots" in found
 
