@@ -40,27 +40,38 @@ def test_the_core_runs_as_it_says() -> None:
                                    else "compiled by mypyc")
 
 
-def _tree(root: str, module: str, *, built_before_source: bool) -> None:
-    source = compiled.source(module, str(root))
+def _compiled_module(root: str, module: str, text: str) -> None:
+    """A source with ``text`` and an (empty) extension module beside it."""
+    source = compiled.source(module, root)
     os.makedirs(os.path.dirname(source), exist_ok=True)
     with open(source, "w") as file:
-        file.write("")
-    built = source[:-3] + SUFFIX
-    with open(built, "wb"):
+        file.write(text)
+    with open(source[:-3] + SUFFIX, "wb"):
         pass
-    then = os.path.getmtime(source)
-    offset = -10 if built_before_source else 10
-    os.utime(built, (then + offset, then + offset))
 
 
-def test_an_extension_older_than_its_source_is_stale(tmp_path: pathlib.Path) -> None:
+def test_a_module_is_stale_unless_built_from_its_source_as_it_is(
+        tmp_path: pathlib.Path) -> None:
     root = str(tmp_path)
-    _tree(root, "xenstore.store.tree", built_before_source=False)
-    _tree(root, "xenstore.paths", built_before_source=True)
-    assert compiled.compiled(root) == ["xenstore.paths", "xenstore.store.tree"]
-    assert compiled.stale(root) == ["xenstore.paths"]
-    assert "xenstore.paths" in compiled.stale_message(["xenstore.paths"])
-    assert "scripts/compile" in compiled.stale_message(["xenstore.paths"])
+    for module in ("xenstore.paths", "xenstore.perms", "xenstore.store.tree"):
+        _compiled_module(root, module, f"# {module}, as compiled\n")
+    assert compiled.compiled(root) == ["xenstore.paths", "xenstore.perms",
+                                       "xenstore.store.tree"]
+    # No record of the build: nothing compiled can be trusted.
+    assert compiled.stale(root) == compiled.compiled(root)
+    with open(os.path.join(root, compiled.MANIFEST), "w") as file:
+        for module in ("xenstore.paths", "xenstore.store.tree"):
+            file.write(f"{module} {compiled.digest(compiled.source(module, root))}\n")
+    assert compiled.stale(root) == ["xenstore.perms"]  # not in the record
+    # A source changed after the build, even one given back an older time.
+    path = compiled.source("xenstore.paths", root)
+    then = os.path.getmtime(path)
+    with open(path, "w") as file:
+        file.write("# xenstore.paths, edited\n")
+    os.utime(path, (then - 3600, then - 3600))
+    assert compiled.stale(root) == ["xenstore.paths", "xenstore.perms"]
+    message = compiled.stale_message(["xenstore.paths"])
+    assert "xenstore.paths" in message and "scripts/compile" in message
 
 
 def test_the_daemon_refuses_to_start_on_a_stale_module(

@@ -6,9 +6,12 @@ needs) into extension modules beside their sources, which Python then imports
 instead of the sources: a request costs ~30 % less daemon CPU (bench/README.md).
 ``scripts/compile --clean`` removes them again. The test suite runs both ways.
 
-An extension module older than its source is stale: Python would still import
-it and run the old code. The daemon refuses to start on a stale one, and so
-does the test suite (:func:`stale`), rather than run what was not written.
+An extension module built from other source than what is there now is stale:
+Python would still import it and run the old code. :func:`build` records a hash
+of each source it compiled (:data:`MANIFEST`); the daemon refuses to start on a
+stale module, and so does the test suite (:func:`stale`), rather than run what is
+not written. A hash, not the files' times: a checkout, a copy or an archive may
+give a changed source an old time.
 
 The modules are what every request runs through: the pure core (paths and perms,
 the store, transactions, the request handlers) and the shell's serving of a
@@ -22,6 +25,7 @@ little).
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.machinery
 import os
 import sys
@@ -57,6 +61,9 @@ MODULES = (
 #: is found wherever the package is, as the modules import it by this name).
 GROUP = "xenstore._native"
 
+#: What :func:`build` compiled: ``module sha256-of-its-source`` a line, beside the package.
+MANIFEST = "xenstore/_native.sha256"
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -77,15 +84,26 @@ def compiled(root: str = _ROOT) -> list[str]:
     return [module for module in MODULES if extensions(module, root)]
 
 
+def digest(path: str) -> str:
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read()).hexdigest()
+
+
+def built_from(root: str = _ROOT) -> dict[str, str]:
+    """The hash of each source :func:`build` compiled, by module (empty: no record)."""
+    try:
+        with open(os.path.join(root, MANIFEST)) as file:
+            lines = file.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    return dict(line.split(" ", 1) for line in lines if " " in line)
+
+
 def stale(root: str = _ROOT) -> list[str]:
-    """The compiled modules whose source changed after they were compiled."""
-    found = []
-    for module in MODULES:
-        built = extensions(module, root)
-        if built and any(os.path.getmtime(path) < os.path.getmtime(source(module, root))
-                         for path in built):
-            found.append(module)
-    return found
+    """The compiled modules whose source is not the one they were compiled from."""
+    recorded = built_from(root)
+    return [module for module in MODULES if extensions(module, root)
+            and recorded.get(module) != digest(source(module, root))]
 
 
 def describe() -> str:
@@ -101,7 +119,8 @@ def describe() -> str:
 
 def stale_message(modules: list[str]) -> str:
     """What to tell whoever would run stale compiled modules."""
-    return (f"compiled modules older than their sources: {', '.join(modules)}; "
+    return (f"compiled modules not built from their sources as they are now: "
+            f"{', '.join(modules)}; "
             "run scripts/compile again, or scripts/compile --clean to run pure Python")
 
 
@@ -112,8 +131,12 @@ def build() -> None:
 
     os.chdir(_ROOT)
     sources = [os.path.relpath(source(module)) for module in MODULES]
+    hashes = {module: digest(source(module)) for module in MODULES}
     setup(name="xenstore-core", ext_modules=mypycify(sources, group_name=GROUP),
           script_args=["build_ext", "--inplace"])
+    # What was compiled: read before the build, a source changed meanwhile is stale.
+    with open(MANIFEST, "w") as file:
+        file.writelines(f"{module} {hashes[module]}\n" for module in MODULES)
 
 
 def clean() -> list[str]:
@@ -125,6 +148,8 @@ def clean() -> list[str]:
             if path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
                 os.unlink(path)
                 removed.append(path)
+    if os.path.exists(os.path.join(_ROOT, MANIFEST)):
+        os.unlink(os.path.join(_ROOT, MANIFEST))
     return removed
 
 
