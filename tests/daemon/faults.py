@@ -42,14 +42,20 @@ Accepted = Callable[[socket.socket], None]
 AcceptLoop = Callable[[socket.socket, Accepted], Coroutine[Any, Any, None]]
 
 
+def fire(name: str) -> None:
+    """Raise fault ``name``, unless it has fired already."""
+    if name not in _fired:
+        _fired.add(name)
+        raise RuntimeError(f"injected fault: {name}")
+
+
 def once(name: str, original: Callable[..., Any],
          when: Callable[..., bool] = lambda *a, **k: True) -> Callable[..., Any]:
     """``original``, except that the first call for which ``when`` holds raises."""
 
     def faulty(*args: Any, **kwargs: Any) -> Any:
         if name not in _fired and when(*args, **kwargs):
-            _fired.add(name)
-            raise RuntimeError(f"injected fault: {name}")
+            fire(name)
         return original(*args, **kwargs)
 
     return faulty
@@ -69,7 +75,7 @@ class _FaultySocket(socket.socket):
     """A connection whose first read raises."""
 
     def recv(self, *args: Any) -> bytes:
-        once("reader", lambda: None)()
+        fire("reader")
         return super().recv(*args)
 
 
